@@ -1,0 +1,68 @@
+"""Typed errors raised by core, storage and ingest.
+
+They are translated to HTTP statuses only in ``webpacs.web.errors`` and to DIMSE
+statuses only in ``webpacs.dimse.status``::
+
+    WebpacsError
+    ├── InvalidRequest          bad query value, bad UID, malformed body   (HTTP 400)
+    │   └── InvalidDicom        not a (valid) DICOM Part 10 object           (HTTP 400 / DIMSE C000-range)
+    ├── NotFound                unknown study/series/instance/frame          (HTTP 404)
+    ├── Conflict                same SOP Instance UID, different content     (HTTP 409)
+    ├── NotAcceptable           no acceptable representation                 (HTTP 406)
+    ├── UnsupportedMediaType    request body of a type we do not take         (HTTP 415)
+    ├── PayloadTooLarge         request body over the configured limit        (HTTP 413)
+    ├── Forbidden               operation switched off in configuration       (HTTP 403)
+    ├── NotImplementedFeature   a feature this version does not provide       (HTTP 501)
+    ├── ConfigError             bad configuration (file and key named)
+    └── StorageError            a backend failed (disk, database, network)    (HTTP 503)
+"""
+
+from __future__ import annotations
+
+
+class WebpacsError(Exception):
+    """Base class of every error webpacs raises on purpose."""
+
+
+class InvalidRequest(WebpacsError):
+    """The request (a query parameter, a UID, a body) is malformed."""
+
+
+class InvalidDicom(InvalidRequest):
+    """The bytes are not a DICOM instance webpacs can store."""
+
+
+class NotFound(WebpacsError):
+    """The resource does not exist."""
+
+
+class Conflict(WebpacsError):
+    """The resource exists with different content."""
+
+
+class NotAcceptable(WebpacsError):
+    """None of the representations the client accepts can be produced."""
+
+
+class UnsupportedMediaType(WebpacsError):
+    """The request body's media type is not supported."""
+
+
+class PayloadTooLarge(WebpacsError):
+    """The request body exceeds the configured size limit."""
+
+
+class Forbidden(WebpacsError):
+    """The operation is disabled by configuration."""
+
+
+class NotImplementedFeature(WebpacsError):
+    """The feature exists in the standard but not (yet) in webpacs."""
+
+
+class ConfigError(WebpacsError):
+    """The configuration is invalid; the message names the file and key."""
+
+
+class StorageError(WebpacsError):
+    """A storage backend failed."""
