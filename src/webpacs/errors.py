@@ -21,7 +21,16 @@ from __future__ import annotations
 
 
 class WebpacsError(Exception):
-    """Base class of every error webpacs raises on purpose."""
+    """Base class of every error webpacs raises on purpose.
+
+    ``details`` carries what a response may need besides the message (e.g. the SOP
+    Class and Instance UIDs of a refused instance).
+    """
+
+    def __init__(self, message: str = "", **details: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
 
 
 class InvalidRequest(WebpacsError):

@@ -1,0 +1,98 @@
+"""DICOM JSON (PS3.18 F.2) for stored instances, with bulk data replaced by URIs.
+
+Instance metadata is stored with *relative* ``BulkDataURI`` values
+(``studies/S/series/X/instances/I/bulkdata/PATH``, relative to the DICOMweb root),
+and made absolute by :func:`render` with one byte substitution when it is served,
+so the stored and derived documents do not depend on the host name a client used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+
+from webpacs.core.attributes import Attribute
+
+#: VRs whose values may be bulk data (PS3.18 F.2.7).
+BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+
+#: Tags that are always bulk data, whatever their size.
+PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+
+PIXEL_DATA = 0x7FE00010
+
+_TOKEN = b'"BulkDataURI":"studies/'
+
+
+def instance_path(study: str, series: str, sop: str) -> str:
+    """The path of an instance resource, relative to the DICOMweb root."""
+    return f"studies/{study}/series/{series}/instances/{sop}"
+
+
+def _walk(ds: Dataset, prefix: str) -> Iterator[tuple[str, DataElement]]:
+    for elem in ds:
+        path = f"{prefix}{elem.tag:08X}"
+        yield path, elem
+        if elem.VR == "SQ":
+            for i, item in enumerate(elem.value):
+                yield from _walk(item, f"{path}/{i}/")
+
+
+def build_metadata(
+    ds: Dataset, study: str, series: str, sop: str, *, threshold: int
+) -> tuple[dict[str, Any], dict[str, DataElement]]:
+    """Return the instance's DICOM JSON and the elements it refers to as bulk data.
+
+    Binary values (``BULK_VRS``) longer than ``threshold`` bytes, and pixel data always,
+    become ``BulkDataURI``s ``studies/S/series/X/instances/I/bulkdata/<path>`` where
+    ``<path>`` is the tag path (``7FE00010``, or ``00540016/0/00181072`` inside sequences).
+    The second value maps each such path to its element.
+    """
+    base = f"{instance_path(study, series, sop)}/bulkdata/"
+    paths: dict[int, str] = {}
+    for path, elem in _walk(ds, ""):
+        paths[id(elem)] = path
+    bulk: dict[str, DataElement] = {}
+
+    def handler(elem: DataElement) -> str:
+        path = paths[id(elem)]
+        bulk[path] = elem
+        return base + path
+
+    meta = ds.to_json_dict(
+        bulk_data_threshold=threshold,
+        bulk_data_element_handler=handler,
+        suppress_invalid_tags=True,
+    )
+    # Pixel data is bulk data whatever its size (pydicom only asks the handler past the threshold).
+    for tag in PIXEL_TAGS:
+        key = f"{tag:08X}"
+        elem_json = meta.get(key)
+        if elem_json and "InlineBinary" in elem_json:
+            del elem_json["InlineBinary"]
+            elem_json["BulkDataURI"] = base + key
+            bulk[key] = ds[tag]
+    return meta, bulk
+
+
+def render(metadata: bytes, base_url: str) -> bytes:
+    """Make the relative ``BulkDataURI``s in stored JSON absolute under ``base_url``."""
+    return metadata.replace(_TOKEN, b'"BulkDataURI":"' + base_url.rstrip("/").encode() + b"/studies/")
+
+
+def project(meta: dict[str, Any], attrs: Iterable[Attribute]) -> dict[str, Any]:
+    """The subset of ``meta`` (DICOM JSON) holding ``attrs`` (absent ones left out)."""
+    out = {}
+    for a in attrs:
+        v = meta.get(a.hex)
+        if v is not None:
+            out[a.hex] = v
+    return out
+
+
+def join_array(items: Iterable[bytes]) -> bytes:
+    """Join already-encoded JSON objects into a JSON array."""
+    return b"[" + b",".join(items) + b"]"

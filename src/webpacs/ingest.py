@@ -1,0 +1,291 @@
+"""The one write path: every instance enters here, whichever door it came through.
+
+``prepare`` parses the Part 10 bytes once and produces everything reads need (stored
+object, DICOM JSON metadata, frame/bulk map, index attributes) and writes the stored
+object under a content-addressed key; ``commit`` makes it visible in the index in one
+transaction. A crash between the two leaves at most an unreferenced blob, never a
+half-visible instance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import struct
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import orjson
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    PYDICOM_IMPLEMENTATION_UID,
+)
+
+from webpacs.core.attributes import STORED
+from webpacs.core.dicomjson import build_metadata
+from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans
+from webpacs.core.query import normalize_date, normalize_datetime, normalize_time
+from webpacs.core.uids import check_uid
+from webpacs.errors import Conflict, InvalidDicom, InvalidRequest
+from webpacs.storage.base import Blobs, Index, InstanceRecord, Outcome
+
+log = logging.getLogger("webpacs.ingest")
+
+MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+DEFAULT_BULK_THRESHOLD = 1024
+
+
+@dataclass
+class IngestResult:
+    """What happened to one instance."""
+
+    outcome: Outcome
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """A parsed instance whose stored object is written but not yet visible."""
+
+    record: InstanceRecord
+    warnings: list[str]
+
+
+def _skip_meta(data: bytes, pos: int) -> int:
+    """Position just past the group 0002 elements starting at ``pos`` (explicit VR LE)."""
+    while pos + 8 <= len(data):
+        group, _elem = struct.unpack_from("<HH", data, pos)
+        if group != 0x0002:
+            break
+        vr = data[pos + 4 : pos + 6]
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV"):
+            (length,) = struct.unpack_from("<L", data, pos + 8)
+            pos += 12 + length
+        else:
+            (length,) = struct.unpack_from("<H", data, pos + 6)
+            pos += 8 + length
+    return pos
+
+
+def _read(data: bytes) -> tuple[Dataset, list[str]]:
+    caught: list[str] = []
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data))
+        except InvalidDicomError:
+            try:
+                ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            except Exception as e:  # pydicom raises many kinds on garbage
+                raise InvalidDicom(f"not a DICOM object: {e}") from e
+        except Exception as e:
+            raise InvalidDicom(f"cannot parse DICOM: {e}") from e
+        try:
+            # touch every element so that truncation or garbage surfaces now, not on read
+            for _ in ds.iterall():
+                pass
+        except Exception as e:
+            raise InvalidDicom(f"corrupt DICOM data set: {e}") from e
+    caught = [str(x.message) for x in w]
+    return ds, caught
+
+
+def _normalize(vr: str, value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
+        parts = [_normalize(vr, v) or "" for v in value]
+        return "\\".join(parts) or None
+    s = str(value).strip()
+    if not s:
+        return None
+    if vr == "DA":
+        return normalize_date(s) or None
+    if vr == "TM":
+        return normalize_time(s) or None
+    if vr == "DT":
+        return normalize_datetime(s) or None
+    return s
+
+
+def index_attributes(ds: Dataset) -> dict[str, str]:
+    """Normalized match values of every attribute the index stores, by keyword."""
+    out: dict[str, str] = {}
+    for attrs in STORED.values():
+        for a in attrs:
+            elem = ds.get(a.tag)
+            if elem is None:
+                continue
+            try:
+                v = _normalize(a.vr, elem.value)
+            except (ValueError, TypeError):
+                v = None
+            if v is not None:
+                out[a.keyword] = v
+    return out
+
+
+def _normalized_bytes(data: bytes, ds: Dataset) -> tuple[bytes, str, list[str]]:
+    """Part 10 bytes to store, their transfer syntax, and notes on what was changed."""
+    notes: list[str] = []
+    meta = getattr(ds, "file_meta", None) or FileMetaDataset()
+    ts = meta.get("TransferSyntaxUID")
+    has_header = data[128:132] == b"DICM"
+    if ts == DeflatedExplicitVRLittleEndian:
+        # frames must be range reads: store inflated, in Explicit VR Little Endian
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        notes.append("deflated object stored inflated as Explicit VR Little Endian")
+        return buf.getvalue(), ExplicitVRLittleEndian, notes
+    if has_header and ts:
+        return data, str(ts), notes
+    # no (complete) File Meta Information: infer the transfer syntax from how it was read
+    if not ts:
+        implicit, little = ds.original_encoding
+        if implicit:
+            ts = ImplicitVRLittleEndian
+        elif little:
+            ts = ExplicitVRLittleEndian
+        else:
+            ts = ExplicitVRBigEndian
+        notes.append(f"no File Meta Information; transfer syntax inferred as {ts.name}")
+    start = _skip_meta(data, 132 if has_header else 0)
+    fm = FileMetaDataset()
+    fm.MediaStorageSOPClassUID = ds.SOPClassUID
+    fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    fm.TransferSyntaxUID = ts
+    fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    fm.ImplementationVersionName = "WEBPACS"
+    buf = io.BytesIO()
+    buf.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(buf, fm, enforce_standard=True)  # type: ignore[arg-type]
+    buf.write(data[start:])
+    return buf.getvalue(), str(ts), notes
+
+
+def prepare(
+    data: bytes,
+    blobs: Blobs,
+    *,
+    expected_study: str | None = None,
+    bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+) -> Prepared:
+    """Parse ``data`` (Part 10, or a bare data set), write its stored object, build its record.
+
+    Raises ``InvalidDicom`` for what is not a storable instance and ``InvalidRequest``
+    (with ``details``) when it does not belong to ``expected_study``.
+    """
+    if len(data) < 8:
+        raise InvalidDicom("not a DICOM object: too short")
+    ds, notes = _read(data)
+    if ds.get("SOPClassUID") == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
+        raise InvalidDicom("a DICOMDIR is a media directory, not an instance")
+    ids = {}
+    for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        value = ds.get(kw)
+        if value is None:
+            raise InvalidDicom(f"not a storable instance: {kw} is missing")
+        try:
+            ids[kw] = check_uid(str(value), kw)
+        except InvalidRequest as e:
+            raise InvalidDicom(str(e)) from e
+    details = {"sop_class_uid": ids["SOPClassUID"], "sop_uid": ids["SOPInstanceUID"]}
+    if expected_study is not None and ids["StudyInstanceUID"] != expected_study:
+        raise InvalidRequest(
+            f"instance {ids['SOPInstanceUID']} belongs to study {ids['StudyInstanceUID']},"
+            f" not to {expected_study}",
+            **details,
+        )
+    stored, ts, changed = _normalized_bytes(data, ds)
+    notes += changed
+    if stored is not data:
+        ds, more = _read(stored)
+        notes += more
+    study, series, sop = ids["StudyInstanceUID"], ids["SeriesInstanceUID"], ids["SOPInstanceUID"]
+    try:
+        meta, bulk = build_metadata(ds, study, series, sop, threshold=bulk_threshold)
+        frames, aligned = frame_spans(ds, stored)
+        fmap = FrameMap(frames=frames, bulk=bulk_spans(bulk, stored), aligned=aligned)
+    except InvalidRequest:
+        raise
+    except Exception as e:
+        raise InvalidDicom(f"cannot index the instance: {e}", **details) from e
+    if ts == ExplicitVRBigEndian and int(ds.get("BitsAllocated", 8) or 8) > 8:
+        fmap.swap = int(ds.BitsAllocated) // 8
+    digest = hashlib.sha256(memoryview(stored)[_skip_meta(stored, 132) :]).hexdigest()
+    key = f"objects/{study}/{series}/{sop}/{digest[:20]}.dcm"
+    if not blobs.exists(key):
+        blobs.put(key, stored)
+    record = InstanceRecord(
+        study_uid=study,
+        series_uid=series,
+        sop_uid=sop,
+        sop_class_uid=ids["SOPClassUID"],
+        transfer_syntax=ts,
+        blob_key=key,
+        size=len(stored),
+        digest=digest,
+        attributes=index_attributes(ds),
+        metadata=orjson.dumps(meta),
+        framemap=fmap.to_json(),
+        received=time.time(),
+    )
+    return Prepared(record, notes)
+
+
+def commit(index: Index, blobs: Blobs, prepared: Prepared, *, overwrite: bool) -> IngestResult:
+    """Make a prepared instance visible; resolve same-UID duplicates and conflicts."""
+    rec = prepared.record
+    outcome, other = index.put(rec, overwrite=overwrite)
+    details = {"sop_class_uid": rec.sop_class_uid, "sop_uid": rec.sop_uid}
+    if outcome is Outcome.CONFLICT:
+        if other is None or other.blob_key != rec.blob_key:
+            blobs.delete(rec.blob_key)
+        raise Conflict(
+            f"instance {rec.sop_uid} is already stored with different content"
+            " (conflict policy: reject)",
+            **details,
+        )
+    if outcome is Outcome.REPLACED and other is not None and other.blob_key != rec.blob_key:
+        blobs.delete(other.blob_key)
+        log.info("replaced instance %s (conflict policy: overwrite)", rec.sop_uid)
+    for note in prepared.warnings:
+        log.info("%s: %s", rec.sop_uid, note)
+    return IngestResult(
+        outcome,
+        rec.study_uid,
+        rec.series_uid,
+        rec.sop_uid,
+        rec.sop_class_uid,
+        rec.transfer_syntax,
+        prepared.warnings,
+    )
+
+
+def ingest(
+    index: Index,
+    blobs: Blobs,
+    data: bytes,
+    *,
+    overwrite: bool = False,
+    expected_study: str | None = None,
+    bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+) -> IngestResult:
+    """Store one instance: ``prepare`` then ``commit``."""
+    prepared = prepare(data, blobs, expected_study=expected_study, bulk_threshold=bulk_threshold)
+    return commit(index, blobs, prepared, overwrite=overwrite)

@@ -1,0 +1,137 @@
+"""The storage Protocols: ``Index`` (records, queries, change feed) and ``Blobs`` (bytes).
+
+Both are synchronous (DESIGN.md rule 7); the web layer calls them through a threadpool.
+Backends translate their driver's exceptions into ``webpacs.errors`` at their boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, BinaryIO, Protocol
+
+from webpacs.core.query import Query
+
+
+class Outcome(str, Enum):
+    """What putting an instance into the index did."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # same SOP Instance UID, same content: nothing changed
+    CONFLICT = "conflict"  # same SOP Instance UID, other content, refused
+    REPLACED = "replaced"  # same SOP Instance UID, other content, overwritten
+
+
+@dataclass
+class InstanceRecord:
+    """One instance as the index keeps it."""
+
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    sop_class_uid: str
+    transfer_syntax: str
+    blob_key: str
+    size: int
+    digest: str  # sha256 of the stored dataset (without file meta): "same content" test
+    attributes: dict[str, str]  # keyword -> normalized match value for every STORED attribute present
+    metadata: bytes  # DICOM JSON (orjson) with relative BulkDataURIs
+    framemap: dict[str, Any]  # FrameMap.to_json()
+    received: float = 0.0
+
+
+@dataclass
+class Change:
+    """One entry of the change feed."""
+
+    seq: int
+    op: str  # "put" | "delete"
+    study_uid: str
+    series_uid: str
+    sop_uid: str
+    time: float
+
+
+@dataclass
+class SearchResult:
+    """QIDO rows as DICOM JSON objects, plus whether ``limit`` cut the result."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    truncated: bool = False
+
+
+class Index(Protocol):
+    """Records of stored instances, the QIDO queries over them, and the change feed."""
+
+    def put(self, record: InstanceRecord, *, overwrite: bool) -> tuple[Outcome, InstanceRecord | None]:
+        """Insert ``record`` atomically; returns the outcome and the record it replaced or kept.
+
+        Same SOP Instance UID with the same ``digest`` -> ``DUPLICATE`` (nothing written);
+        other digest -> ``REPLACED`` when ``overwrite`` else ``CONFLICT`` (nothing written).
+        """
+        ...
+
+    def get(self, sop_uid: str) -> InstanceRecord | None:
+        """The record of one instance, with metadata and frame map."""
+        ...
+
+    def instances(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceRecord]:
+        """Records of a study, series or instance, ordered by series then instance number."""
+        ...
+
+    def delete(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceRecord]:
+        """Remove a study, series or instance; returns the records removed (empty if none)."""
+        ...
+
+    def search(self, query: Query) -> SearchResult:
+        """Answer a QIDO query from the index (never by reading stored objects)."""
+        ...
+
+    def series_version(self, study_uid: str, series_uid: str) -> str | None:
+        """A token that changes whenever the series' instances change; None if it is unknown."""
+        ...
+
+    def study_series(self, study_uid: str) -> list[str]:
+        """Series UIDs of a study, in series number order."""
+        ...
+
+    def study_conflicts(self, study_uid: str) -> list[dict[str, Any]]:
+        """Patient/study attributes that disagreed between instances of a study."""
+        ...
+
+    def changes(self, since: int = 0, limit: int = 1000) -> list[Change]:
+        """Changes after sequence number ``since``, oldest first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Blobs(Protocol):
+    """Opaque bytes by key (``a/b/c``). Writes are atomic: a reader never sees half a blob."""
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def put_file(self, key: str, fp: BinaryIO) -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def get_range(self, key: str, offset: int, length: int) -> bytes: ...
+
+    def open(self, key: str) -> BinaryIO: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def size(self, key: str) -> int: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def keys(self, prefix: str = "") -> Iterator[str]: ...
+
+    def local_path(self, key: str) -> str | None:
+        """A filesystem path for zero-copy serving, or None for remote backends."""
+        ...
