@@ -40,6 +40,7 @@ from webpacs.errors import InvalidRequest
 __all__ = [
     "Condition",
     "Query",
+    "StoredValue",
     "matches",
     "normalize_date",
     "normalize_datetime",
@@ -66,6 +67,9 @@ _DT_RE = re.compile(
     r"(?:([0-9]{2})(?:\.([0-9]{1,6}))?)?)?)?)?)?([+-][0-9]{4})?"
 )
 _INT_RE = re.compile(r"[+-]?[0-9]+")
+
+#: A value as stored: one value, several (a sequence, or a string joined by ``\\``), or none.
+StoredValue = str | int | float | Sequence[str | int | float] | None
 
 
 @dataclass(frozen=True)
@@ -309,7 +313,7 @@ def _condition(attr: Attribute, name: str, value: str, fuzzy: bool) -> Condition
         return Condition(attr, "list", items)
     is_fuzzy = fuzzy and vr == "PN"
     if wild:
-        return Condition(attr, "wildcard", (value,), is_fuzzy)
+        return Condition(attr, "wildcard", (value.strip(),), is_fuzzy)
     return Condition(attr, "single", (value.strip(),), is_fuzzy)
 
 
@@ -477,17 +481,17 @@ def _match_one(condition: Condition, vr: str, stored: str) -> bool:
     return stored in condition.values  # single and list: exact, case-sensitive
 
 
-def matches(condition: Condition, value: str | Sequence[str] | None) -> bool:
+def matches(condition: Condition, value: StoredValue) -> bool:
     """Whether one stored value satisfies ``condition`` (PS3.4 C.2.2.2), in memory.
 
     ``value`` is the value as stored: a string (multiple values separated by ``\\``),
-    a sequence of strings, or None. A multi-valued value matches if any of its values
-    does; an empty or missing value never matches. Dates and times are normalized
-    before comparing. Single and list matching are exact and case-sensitive, except for
-    a fuzzy PN condition: case-insensitive, and also true when any name component
-    (split on ``^``, ``=`` and spaces) starts with the query value. Wildcard matching
-    covers the whole value (``*`` any sequence, ``?`` one character), case-insensitive
-    when fuzzy.
+    a number (pydicom gives ints for US), a sequence of those, or None. A multi-valued
+    value matches if any of its values does; an empty or missing value never matches.
+    Dates and times are normalized before comparing. Single and list matching are exact
+    and case-sensitive, except for a fuzzy PN condition: case-insensitive, and also true
+    when any name component (split on ``^``, ``=`` and spaces) starts with the query
+    value. Wildcard matching covers the whole value (``*`` any sequence, ``?`` one
+    character), case-insensitive when fuzzy.
     """
     vr = condition.attribute.vr
     return any(_match_one(condition, vr, v) for v in _stored_values(vr, value))
