@@ -7,12 +7,12 @@ index backends, QIDO-RS and C-FIND all agree on what can be matched and returned
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
 
-class Level(str, Enum):
+class Level(StrEnum):
     """QIDO/C-FIND query levels, outermost first."""
 
     PATIENT = "patient"

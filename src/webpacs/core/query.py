@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from webpacs.core import attributes
 from webpacs.core.attributes import Attribute, Level
+from webpacs.core.uids import check_uid
 from webpacs.errors import InvalidRequest
 
 __all__ = [
@@ -58,7 +59,6 @@ _UNSPLIT_VRS = frozenset({"LT", "ST", "UT", "UR"})
 #: Reserved QIDO-RS query keys (PS3.18 8.3.4, Table 8.3.4-1).
 RESERVED_KEYS = frozenset({"includefield", "limit", "offset", "fuzzymatching"})
 
-_UID_RE = re.compile(r"(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*")
 _DA_RE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
 _DA_LEGACY_RE = re.compile(r"([0-9]{4})\.([0-9]{2})\.([0-9]{2})")
 _TM_RE = re.compile(r"([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:\.([0-9]{1,6}))?)?)?")
@@ -162,19 +162,6 @@ def normalize_datetime(v: str, *, high: bool = False) -> str:
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def validate_uid(value: str, name: str = "UID") -> str:
-    """Check a UID (PS3.5 9.1): digits and dots, no leading zeros, at most 64 characters.
-
-    Returns the UID; raises ``InvalidRequest`` naming ``name`` otherwise.
-    """
-    if not value or len(value) > 64 or not _UID_RE.fullmatch(value):
-        raise InvalidRequest(
-            f"{name}: invalid UID {value!r} (expected digits and dots, components "
-            "without leading zeros, at most 64 characters; wildcards are not allowed)"
-        )
-    return value
 
 
 def _check_date(name: str, v: str) -> str:
@@ -288,7 +275,7 @@ def _condition(attr: Attribute, name: str, value: str, fuzzy: bool) -> Condition
     vr = attr.vr
     wild = "*" in value or "?" in value
     if vr == "UI":
-        uids = tuple(validate_uid(u, name) for u in _split_list(value))
+        uids = tuple(check_uid(u, name) for u in _split_list(value))
         return Condition(attr, "list" if len(uids) > 1 else "single", uids)
     if vr in ("DA", "TM", "DT"):
         return _temporal_condition(attr, name, value.strip())
@@ -343,9 +330,9 @@ def parse_qido(
     if level not in attributes.QUERYABLE_LEVELS:
         raise ValueError(f"QIDO-RS has no {level.value}-level resource")
     if study_uid is not None:
-        validate_uid(study_uid, "StudyInstanceUID")
+        check_uid(study_uid, "StudyInstanceUID")
     if series_uid is not None:
-        validate_uid(series_uid, "SeriesInstanceUID")
+        check_uid(series_uid, "SeriesInstanceUID")
 
     fuzzy = False
     limit: int | None = None

@@ -115,8 +115,7 @@ def condition_sql(cond: Condition, column: str) -> tuple[str, list[Any]]:
             args.append(lo)
         if hi:
             parts.append(f"{column} <= ?")
-            # a range end given as a prefix (a date, a time without fraction) includes it wholly
-            args.append(hi + "\uffff" if cond.attribute.vr in ("DT",) else hi)
+            args.append(hi)
         if not parts:
             return "1", []
         return "(" + " AND ".join(parts) + f" AND {column} IS NOT NULL)", args

@@ -1,0 +1,79 @@
+"""Derived documents: pre-computed, gzip'd series and study metadata.
+
+They are rebuilt lazily when the series' version (the last change-feed sequence number
+that touched it) moves, and kept in the blob store under
+``derived/<study>/<series>/<version>-<base>.json.gz``, so every node sharing the blob
+store serves the same bytes and only one build per version is needed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+
+from webpacs.core.dicomjson import join_array, render
+from webpacs.errors import NotFound
+from webpacs.storage.base import Blobs, Index
+
+log = logging.getLogger("webpacs.derived")
+
+
+def _base_tag(base_url: str) -> str:
+    return hashlib.sha1(base_url.encode()).hexdigest()[:12]
+
+
+def series_metadata_gz(index: Index, blobs: Blobs, study: str, series: str, base_url: str) -> tuple[bytes, str]:
+    """The gzip'd series metadata (a JSON array) and its ETag; builds it when stale."""
+    version = index.series_version(study, series)
+    if version is None:
+        raise NotFound(f"series {series} of study {study} not found")
+    tag = f"{version}-{_base_tag(base_url)}"
+    prefix = f"derived/{study}/{series}/"
+    key = f"{prefix}{tag}.json.gz"
+    etag = f'W/"{tag}"'
+    try:
+        return blobs.get(key), etag
+    except NotFound:
+        pass
+    records = index.instances(study, series)
+    if not records:
+        raise NotFound(f"series {series} of study {study} not found")
+    body = render(join_array(r.metadata for r in records), base_url)
+    data = gzip.compress(body, compresslevel=6, mtime=0)
+    blobs.put(key, data)
+    for old in list(blobs.keys(prefix)):
+        if old != key and not old.endswith(f"-{_base_tag(base_url)}.json.gz") is False:
+            if old.split("/")[-1].split("-")[0] != version:
+                blobs.delete(old)
+    log.debug("built series metadata %s/%s version %s", study, series, version)
+    return data, etag
+
+
+def series_metadata(index: Index, blobs: Blobs, study: str, series: str, base_url: str) -> tuple[bytes, str]:
+    """Uncompressed series metadata (for clients that do not accept gzip) and its ETag."""
+    data, etag = series_metadata_gz(index, blobs, study, series, base_url)
+    return gzip.decompress(data), etag
+
+
+def study_metadata(index: Index, blobs: Blobs, study: str, base_url: str) -> tuple[bytes, str]:
+    """Study metadata: the per-series documents concatenated into one array, and its ETag."""
+    series_uids = index.study_series(study)
+    if not series_uids:
+        raise NotFound(f"study {study} not found")
+    parts = []
+    tags = []
+    for series in series_uids:
+        data, etag = series_metadata(index, blobs, study, series, base_url)
+        inner = data.strip()[1:-1].strip()
+        if inner:
+            parts.append(inner)
+        tags.append(etag)
+    etag = 'W/"' + hashlib.sha1("".join(tags).encode()).hexdigest()[:20] + '"'
+    return b"[" + b",".join(parts) + b"]", etag
+
+
+def drop_series(blobs: Blobs, study: str, series: str) -> None:
+    """Remove the derived documents of a series (after it was deleted)."""
+    for key in list(blobs.keys(f"derived/{study}/{series}/")):
+        blobs.delete(key)

@@ -1,0 +1,55 @@
+"""The one map from typed errors to HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from webpacs import errors
+
+log = logging.getLogger("webpacs.web")
+
+STATUS: dict[type[errors.WebpacsError], int] = {
+    errors.InvalidRequest: 400,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.NotAcceptable: 406,
+    errors.UnsupportedMediaType: 415,
+    errors.PayloadTooLarge: 413,
+    errors.Forbidden: 403,
+    errors.NotImplementedFeature: 501,
+    errors.ConfigError: 500,
+    errors.StorageError: 503,
+}
+
+
+def status_for(exc: errors.WebpacsError) -> int:
+    """The HTTP status for an error (its nearest class in ``STATUS``)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def error_response(status: int, message: str) -> Response:
+    return Response(
+        orjson.dumps({"error": message, "status": status}),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+async def handle_webpacs_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.WebpacsError)
+    status = status_for(exc)
+    if status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+    return error_response(status, str(exc))
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("%s %s failed", request.method, request.url.path)
+    return error_response(500, f"internal error: {type(exc).__name__}")
