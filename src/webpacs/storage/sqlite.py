@@ -34,27 +34,31 @@ _UID_COL = {Level.STUDY: "study_uid", Level.SERIES: "series_uid", Level.INSTANCE
 _SUMMARY = STORED[Level.STUDY]  # patient + study attributes: follow the newest instance
 
 
+_OWN_UIDS = {"StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"}
+
+
 def _cols(level: Level) -> list[Attribute]:
-    return [a for a in STORED[level] if a.column not in _UID_COL.values()]
+    """Columns of a level's table besides its UID (the primary key)."""
+    return [a for a in STORED[level] if a.keyword not in _OWN_UIDS]
 
 
 def _schema() -> str:
     def cols(level: Level) -> str:
-        return "".join(f", {a.column} TEXT" for a in STORED[level] if "uid" not in a.column)
+        return "".join(f", {a.column} TEXT" for a in _cols(level))
 
     return f"""
     CREATE TABLE IF NOT EXISTS studies (
-        study_uid TEXT PRIMARY KEY, studyinstanceuid TEXT{cols(Level.STUDY)},
+        study_uid TEXT PRIMARY KEY{cols(Level.STUDY)},
         json BLOB NOT NULL, rep_sop TEXT NOT NULL, latest REAL NOT NULL,
         num_series INTEGER NOT NULL DEFAULT 0, num_instances INTEGER NOT NULL DEFAULT 0,
         modalities TEXT NOT NULL DEFAULT '');
     CREATE TABLE IF NOT EXISTS series (
-        series_uid TEXT PRIMARY KEY, study_uid TEXT NOT NULL, seriesinstanceuid TEXT{cols(Level.SERIES)},
+        series_uid TEXT PRIMARY KEY, study_uid TEXT NOT NULL{cols(Level.SERIES)},
         json BLOB NOT NULL, rep_sop TEXT NOT NULL, latest REAL NOT NULL,
         num_instances INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL DEFAULT 0);
     CREATE TABLE IF NOT EXISTS instances (
         sop_uid TEXT PRIMARY KEY, series_uid TEXT NOT NULL, study_uid TEXT NOT NULL,
-        sopinstanceuid TEXT, sop_class_uid TEXT NOT NULL, transfer_syntax TEXT NOT NULL,
+        sop_class_uid TEXT NOT NULL, transfer_syntax TEXT NOT NULL,
         blob_key TEXT NOT NULL, size INTEGER NOT NULL, digest TEXT NOT NULL,
         received REAL NOT NULL{cols(Level.INSTANCE)},
         json BLOB NOT NULL, metadata BLOB NOT NULL, framemap BLOB NOT NULL, attributes BLOB NOT NULL);
@@ -145,8 +149,8 @@ class SqliteIndex:
         self._write_lock = threading.Lock()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        with self._write() as db:
-            db.executescript(_schema())
+        with self._write_lock:
+            self._conn().executescript(_schema())
 
     # -- connections -------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -224,17 +228,16 @@ class SqliteIndex:
         now = rec.received or time.time()
         icols = _cols(Level.INSTANCE)
         db.execute(
-            "INSERT INTO instances (sop_uid, series_uid, study_uid, sopinstanceuid, sop_class_uid,"
+            "INSERT INTO instances (sop_uid, series_uid, study_uid, sop_class_uid,"
             " transfer_syntax, blob_key, size, digest, received"
             + "".join(f", {a.column}" for a in icols)
             + ", json, metadata, framemap, attributes) VALUES ("
-            + ",".join("?" * (14 + len(icols)))
+            + ",".join("?" * (13 + len(icols)))
             + ")",
             [
                 rec.sop_uid,
                 rec.series_uid,
                 rec.study_uid,
-                rec.sop_uid,
                 rec.sop_class_uid,
                 rec.transfer_syntax,
                 rec.blob_key,
@@ -255,15 +258,14 @@ class SqliteIndex:
         srow = cur.fetchone()
         if srow is None:
             db.execute(
-                "INSERT INTO series (series_uid, study_uid, seriesinstanceuid"
+                "INSERT INTO series (series_uid, study_uid"
                 + "".join(f", {a.column}" for a in scols)
                 + ", json, rep_sop, latest) VALUES ("
-                + ",".join("?" * (6 + len(scols)))
+                + ",".join("?" * (5 + len(scols)))
                 + ")",
                 [
                     rec.series_uid,
                     rec.study_uid,
-                    rec.series_uid,
                     *[attrs.get(a.keyword) for a in scols],
                     sjson,
                     rec.sop_uid,
@@ -294,13 +296,12 @@ class SqliteIndex:
         ).fetchone()
         if row is None:
             db.execute(
-                "INSERT INTO studies (study_uid, studyinstanceuid"
+                "INSERT INTO studies (study_uid"
                 + "".join(f", {a.column}" for a in cols)
                 + ", json, rep_sop, latest) VALUES ("
-                + ",".join("?" * (5 + len(cols)))
+                + ",".join("?" * (4 + len(cols)))
                 + ")",
                 [
-                    rec.study_uid,
                     rec.study_uid,
                     *[attrs.get(a.keyword) for a in cols],
                     stjson,
