@@ -1,0 +1,62 @@
+"""Helpers shared by the route modules: the store, base URLs, UIDs from paths, responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from webpacs.config import Settings
+from webpacs.core.uids import check_uid
+from webpacs.storage.registry import Store
+
+DICOM_JSON = "application/dicom+json"
+
+
+def store(request: Request) -> Store:
+    return request.app.state.store  # type: ignore[no-any-return]
+
+
+def settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def base_url(request: Request) -> str:
+    """The DICOMweb root as clients reach it (``server.publicUrl`` when configured)."""
+    configured = settings(request).get("server", "publicUrl")
+    if configured:
+        return str(configured).rstrip("/")
+    root = settings(request).get("server", "rootPath").rstrip("/")
+    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+    return f"{request.url.scheme}://{host}{root}"
+
+
+def path_uids(request: Request) -> tuple[str | None, str | None, str | None]:
+    """Study, series and instance UIDs from the path, each checked (400 when malformed)."""
+    p = request.path_params
+    study = check_uid(p["study"], "StudyInstanceUID") if "study" in p else None
+    series = check_uid(p["series"], "SeriesInstanceUID") if "series" in p else None
+    sop = check_uid(p["instance"], "SOPInstanceUID") if "instance" in p else None
+    return study, series, sop
+
+
+def json_response(body: Any, *, media_type: str = DICOM_JSON, status: int = 200, headers=None) -> Response:  # type: ignore[no-untyped-def]
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(data, status_code=status, media_type=media_type, headers=headers)
+
+
+def accepts_gzip(request: Request) -> bool:
+    enc = request.headers.get("accept-encoding", "")
+    for item in enc.split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*") and "q=0" not in params.replace(" ", ""):
+            return name.strip().lower() == "gzip" or "gzip" not in enc
+    return False
+
+
+async def threaded(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+    """Run a blocking storage call on the threadpool (the storage Protocol is synchronous)."""
+    return await run_in_threadpool(fn, *args, **kwargs)
