@@ -216,6 +216,15 @@ class MultipartReader:
             state = self._parser.state
             if state == MultipartState.END:
                 return b""  # epilogue (RFC 2046 5.1.1): ignored
+            if state == MultipartState.START and not buf.startswith(dash, pos):
+                # Preamble (RFC 2046 5.1.1): skip to the first CRLF "--boundary".
+                k = buf.find(b"\r\n" + dash, pos)
+                if k >= 0:
+                    pos = k + 2
+                    continue
+                if final:
+                    return b""
+                return buf[max(pos, len(buf) - len(dash) - 1) :]
             if state in _HEADER_STATES:
                 if buf.startswith(b"\r\n", pos):
                     end = pos + 2
