@@ -17,7 +17,7 @@ block whole, unfolded; part data goes to the parser in the chunks it arrived in.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from tempfile import SpooledTemporaryFile
 from typing import TYPE_CHECKING
@@ -333,7 +333,7 @@ class MultipartReader:
 
 async def read_multipart(
     request: Request, *, max_body: int, spill_threshold: int = 1 << 20
-) -> AsyncIterator[Part]:
+) -> AsyncGenerator[Part, None]:
     """Yield the parts of a ``multipart/related`` request body as they complete.
 
     Rejects the request early with :class:`PayloadTooLarge` when ``Content-Length`` exceeds
