@@ -11,7 +11,10 @@ never held in memory. The total body is limited to ``max_body`` bytes.
 
 RFC 2045/822 allow part headers to be folded (a line starting with a space or tab continues the
 previous header). The parser rejects folded lines, so the reader hands it each part's header
-block whole, unfolded; part data goes to the parser in the chunks it arrived in.
+block whole, unfolded; part data goes to the parser in the chunks it arrived in. A preamble
+before the first delimiter and an epilogue after the last are ignored (RFC 2046 5.1.1);
+transport padding after a delimiter is accepted except after the first one (a limit of
+python-multipart).
 """
 
 from __future__ import annotations
