@@ -22,7 +22,9 @@ from webpacs.errors import ConfigError
 
 def default_data_dir() -> str:
     """The per-user data directory ($XDG_DATA_HOME/webpacs, else ~/.local/share/webpacs)."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
     return os.path.join(base, "webpacs")
 
 

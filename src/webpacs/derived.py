@@ -23,7 +23,9 @@ def _base_tag(base_url: str) -> str:
     return hashlib.sha1(base_url.encode()).hexdigest()[:12]
 
 
-def series_metadata_gz(index: Index, blobs: Blobs, study: str, series: str, base_url: str) -> tuple[bytes, str]:
+def series_metadata_gz(
+    index: Index, blobs: Blobs, study: str, series: str, base_url: str
+) -> tuple[bytes, str]:
     """The gzip'd series metadata (a JSON array) and its ETag; builds it when stale."""
     version = index.series_version(study, series)
     if version is None:
@@ -43,14 +45,16 @@ def series_metadata_gz(index: Index, blobs: Blobs, study: str, series: str, base
     data = gzip.compress(body, compresslevel=6, mtime=0)
     blobs.put(key, data)
     for old in list(blobs.keys(prefix)):
-        if old != key and not old.endswith(f"-{_base_tag(base_url)}.json.gz") is False:
+        if old != key and old.endswith(f"-{_base_tag(base_url)}.json.gz") is not False:
             if old.split("/")[-1].split("-")[0] != version:
                 blobs.delete(old)
     log.debug("built series metadata %s/%s version %s", study, series, version)
     return data, etag
 
 
-def series_metadata(index: Index, blobs: Blobs, study: str, series: str, base_url: str) -> tuple[bytes, str]:
+def series_metadata(
+    index: Index, blobs: Blobs, study: str, series: str, base_url: str
+) -> tuple[bytes, str]:
     """Uncompressed series metadata (for clients that do not accept gzip) and its ETag."""
     data, etag = series_metadata_gz(index, blobs, study, series, base_url)
     return gzip.decompress(data), etag

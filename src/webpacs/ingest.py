@@ -23,11 +23,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    PYDICOM_IMPLEMENTATION_UID,
 )
 
 from webpacs.core.attributes import STORED

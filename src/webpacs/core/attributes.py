@@ -137,9 +137,9 @@ QUERYABLE_LEVELS: dict[Level, tuple[Level, ...]] = {
     Level.INSTANCE: (Level.STUDY, Level.SERIES, Level.INSTANCE),
 }
 
-BY_TAG: dict[int, Attribute] = {
-    a.tag: a for level in STORED.values() for a in level
-} | {a.tag: a for level in COMPUTED.values() for a in level if a.tag not in ()}
+BY_TAG: dict[int, Attribute] = {a.tag: a for level in STORED.values() for a in level} | {
+    a.tag: a for level in COMPUTED.values() for a in level if a.tag not in ()
+}
 
 #: Attributes that may be matched although they are computed.
 MATCHABLE_COMPUTED = {tag_for_keyword("ModalitiesInStudy")}

@@ -80,7 +80,9 @@ def build_metadata(
 
 def render(metadata: bytes, base_url: str) -> bytes:
     """Make the relative ``BulkDataURI``s in stored JSON absolute under ``base_url``."""
-    return metadata.replace(_TOKEN, b'"BulkDataURI":"' + base_url.rstrip("/").encode() + b"/studies/")
+    return metadata.replace(
+        _TOKEN, b'"BulkDataURI":"' + base_url.rstrip("/").encode() + b"/studies/"
+    )
 
 
 def project(meta: dict[str, Any], attrs: Iterable[Attribute]) -> dict[str, Any]:

@@ -35,7 +35,12 @@ class FrameMap:
     aligned: bool = True  # False when native frames do not start on byte boundaries (1-bit)
 
     def to_json(self) -> dict:
-        return {"frames": self.frames, "bulk": self.bulk, "swap": self.swap, "aligned": self.aligned}
+        return {
+            "frames": self.frames,
+            "bulk": self.bulk,
+            "swap": self.swap,
+            "aligned": self.aligned,
+        }
 
     @classmethod
     def from_json(cls, d: dict) -> FrameMap:

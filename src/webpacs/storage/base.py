@@ -35,7 +35,9 @@ class InstanceRecord:
     blob_key: str
     size: int
     digest: str  # sha256 of the stored dataset (without file meta): "same content" test
-    attributes: dict[str, str]  # keyword -> normalized match value for every STORED attribute present
+    attributes: dict[
+        str, str
+    ]  # keyword -> normalized match value for every STORED attribute present
     metadata: bytes  # DICOM JSON (orjson) with relative BulkDataURIs
     framemap: dict[str, Any]  # FrameMap.to_json()
     received: float = 0.0
@@ -64,7 +66,9 @@ class SearchResult:
 class Index(Protocol):
     """Records of stored instances, the QIDO queries over them, and the change feed."""
 
-    def put(self, record: InstanceRecord, *, overwrite: bool) -> tuple[Outcome, InstanceRecord | None]:
+    def put(
+        self, record: InstanceRecord, *, overwrite: bool
+    ) -> tuple[Outcome, InstanceRecord | None]:
         """Insert ``record`` atomically; returns the outcome and the record it replaced or kept.
 
         Same SOP Instance UID with the same ``digest`` -> ``DUPLICATE`` (nothing written);

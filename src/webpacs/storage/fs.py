@@ -109,4 +109,3 @@ class FileBlobs:
 
     def local_path(self, key: str) -> str | None:
         return str(self._path(key))
-

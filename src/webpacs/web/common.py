@@ -43,7 +43,9 @@ def path_uids(request: Request) -> tuple[str | None, str | None, str | None]:
     return study, series, sop
 
 
-def json_response(body: Any, *, media_type: str = DICOM_JSON, status: int = 200, headers=None) -> Response:  # type: ignore[no-untyped-def]
+def json_response(
+    body: Any, *, media_type: str = DICOM_JSON, status: int = 200, headers=None
+) -> Response:  # type: ignore[no-untyped-def]
     data = body if isinstance(body, bytes) else orjson.dumps(body)
     return Response(data, status_code=status, media_type=media_type, headers=headers)
 

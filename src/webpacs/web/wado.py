@@ -43,9 +43,7 @@ async def _records(request: Request) -> list[InstanceRecord]:
     assert study is not None
     records = await threaded(store(request).index.instances, study, series, sop)
     if not records:
-        what = (
-            f"instance {sop}" if sop else f"series {series}" if series else f"study {study}"
-        )
+        what = f"instance {sop}" if sop else f"series {series}" if series else f"study {study}"
         raise NotFound(f"{what} not found")
     return records
 
@@ -67,7 +65,9 @@ async def retrieve(request: Request) -> Response:
         )
         for r in records
     )
-    ts_param = records[0].transfer_syntax if len({r.transfer_syntax for r in records}) == 1 else None
+    ts_param = (
+        records[0].transfer_syntax if len({r.transfer_syntax for r in records}) == 1 else None
+    )
     return StreamingResponse(
         iter_multipart(parts, boundary),
         media_type=multipart_content_type("application/dicom", boundary, ts_param),
@@ -98,7 +98,9 @@ async def metadata(request: Request) -> Response:
         body = b"[" + render(rec.metadata, base) + b"]"
     elif series is not None:
         if accepts_gzip(request):
-            data, etag = await threaded(derived.series_metadata_gz, st.index, st.blobs, study, series, base)
+            data, etag = await threaded(
+                derived.series_metadata_gz, st.index, st.blobs, study, series, base
+            )
             if _not_modified(request, etag):
                 return Response(status_code=304, headers={"ETag": etag, **headers})
             return Response(
@@ -106,7 +108,9 @@ async def metadata(request: Request) -> Response:
                 media_type=rep.media_type,
                 headers={"ETag": etag, "Content-Encoding": "gzip", **headers},
             )
-        body, etag = await threaded(derived.series_metadata, st.index, st.blobs, study, series, base)
+        body, etag = await threaded(
+            derived.series_metadata, st.index, st.blobs, study, series, base
+        )
     else:
         body, etag = await threaded(derived.study_metadata, st.index, st.blobs, study, base)
     if _not_modified(request, etag):
@@ -127,7 +131,9 @@ def _frame_numbers(text: str, count: int) -> list[int]:
     for item in text.split(","):
         item = item.strip()
         if not item.isdigit() or int(item) < 1:
-            raise InvalidRequest(f"frame number {item!r} is not a positive integer (frames count from 1)")
+            raise InvalidRequest(
+                f"frame number {item!r} is not a positive integer (frames count from 1)"
+            )
         n = int(item)
         if n > count:
             raise NotFound(f"frame {n} does not exist (the instance has {count} frame(s))")
@@ -159,7 +165,11 @@ def _parts_response(
     blobs: Blobs, rec: InstanceRecord, rep: Representation, items: list[list[Span]], swap: int
 ) -> Response:
     ctype = rep.media_type
-    if rep.transfer_syntax and ctype != "application/octet-stream" or rep.transfer_syntax != EXPLICIT_LE:
+    if (
+        rep.transfer_syntax
+        and ctype != "application/octet-stream"
+        or rep.transfer_syntax != EXPLICIT_LE
+    ):
         ctype += f"; transfer-syntax={rep.transfer_syntax}"
     if not rep.multipart:
         return Response(_read_spans(blobs, rec.blob_key, items[0], swap), media_type=ctype)
@@ -223,8 +233,14 @@ routes = [
     Route("/studies/{study}/series/{series}/instances/{instance}", retrieve, methods=["GET"]),
     Route("/studies/{study}/metadata", metadata, methods=["GET"]),
     Route("/studies/{study}/series/{series}/metadata", metadata, methods=["GET"]),
-    Route("/studies/{study}/series/{series}/instances/{instance}/metadata", metadata, methods=["GET"]),
-    Route("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}", frames, methods=["GET"]),
+    Route(
+        "/studies/{study}/series/{series}/instances/{instance}/metadata", metadata, methods=["GET"]
+    ),
+    Route(
+        "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+        frames,
+        methods=["GET"],
+    ),
     Route(
         "/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path:path}",
         bulkdata,

@@ -1,0 +1,53 @@
+"""Options and helpers shared by the commands."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+
+from webpacs.config import Settings, load
+from webpacs.errors import ConfigError
+
+console = Console(stderr=True)
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose < 0 else logging.INFO if verbose == 0 else logging.DEBUG
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+        force=True,
+    )
+
+
+def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``-c FILE`` (repeatable), ``--data-dir`` and ``-v``: on every command."""
+    fn = click.option(
+        "-c",
+        "--config",
+        "config_files",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        help="JSON5 configuration file (repeatable; later files win).",
+    )(fn)
+    fn = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Data directory (index and stored objects). [env WEBPACS_DATADIR]",
+    )(fn)
+    fn = click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")(fn)
+    return fn
+
+
+def settings_from(config_files: tuple[str, ...], overrides: dict[str, Any]) -> Settings:
+    try:
+        return load(config_files, overrides)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from e

@@ -1,0 +1,21 @@
+"""The ``webpacs`` command."""
+
+from __future__ import annotations
+
+import click
+
+from webpacs import __version__
+from webpacs.cli.config_cmd import config
+from webpacs.cli.importer import import_
+from webpacs.cli.serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="webpacs")
+def main() -> None:
+    """webpacs: a web-centric PACS (DICOMweb, DIMSE, static DICOMweb)."""
+
+
+main.add_command(serve)
+main.add_command(import_)
+main.add_command(config)

@@ -1,0 +1,77 @@
+"""The ASGI application: DICOMweb routes mounted under ``server.rootPath``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from webpacs import __version__
+from webpacs.config import Settings
+from webpacs.errors import WebpacsError
+from webpacs.storage.registry import Store, open_store
+from webpacs.web import delete, qido, stow, wado, wadouri
+from webpacs.web.common import path_uids, store, threaded
+from webpacs.web.errors import handle_unexpected, handle_webpacs_error
+
+log = logging.getLogger("webpacs.web")
+
+
+async def conflicts(request: Request) -> Response:
+    """Patient/study attributes that disagreed between instances of a study (non-standard)."""
+    study, _, _ = path_uids(request)
+    rows = await threaded(store(request).index.study_conflicts, study)
+    return JSONResponse(rows)
+
+
+async def home(request: Request) -> Response:
+    root = request.app.state.settings.get("server", "rootPath")
+    return JSONResponse({"name": "webpacs", "version": __version__, "dicomweb": root})
+
+
+def create_app(settings: Settings, st: Store | None = None) -> Starlette:
+    """Build the app; opens the configured store unless one is given."""
+    own = st is None
+    the_store = st if st is not None else open_store(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        if own:
+            the_store.close()
+
+    dicomweb = [
+        *stow.routes,
+        *qido.routes,
+        *wado.routes,
+        *delete.routes,
+        *wadouri.routes,
+        Route("/webpacs/studies/{study}/conflicts", conflicts, methods=["GET"]),
+    ]
+    root = settings.get("server", "rootPath").rstrip("/")
+    routes: list[Route | Mount] = [Route("/", home)]
+    routes += [Mount(root, routes=dicomweb)] if root else dicomweb  # type: ignore[list-item]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={WebpacsError: handle_webpacs_error, Exception: handle_unexpected},
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=["*"],
+                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_headers=["*"],
+                expose_headers=["ETag", "Warning", "Content-Location"],
+            )
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = the_store
+    return app

@@ -1,0 +1,46 @@
+"""DELETE of studies, series and instances (switch off with ``server.allowDelete: false``)."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from webpacs import derived
+from webpacs.errors import Forbidden, NotFound
+from webpacs.storage.registry import Store
+from webpacs.web.common import path_uids, settings, store, threaded
+
+log = logging.getLogger("webpacs.delete")
+
+
+def remove(st: Store, study: str, series: str | None, sop: str | None) -> int:
+    """Remove index rows, stored objects and derived documents; returns the instance count."""
+    records = st.index.delete(study, series, sop)
+    for rec in records:
+        st.blobs.delete(rec.blob_key)
+    for series_uid in {r.series_uid for r in records}:
+        derived.drop_series(st.blobs, study, series_uid)
+    return len(records)
+
+
+async def delete(request: Request) -> Response:
+    if not settings(request).get("server", "allowDelete"):
+        raise Forbidden("DELETE is disabled by configuration (server.allowDelete)")
+    study, series, sop = path_uids(request)
+    assert study is not None
+    n = await threaded(remove, store(request), study, series, sop)
+    if n == 0:
+        what = f"instance {sop}" if sop else f"series {series}" if series else f"study {study}"
+        raise NotFound(f"{what} not found")
+    log.info("deleted %d instance(s) of %s", n, request.url.path)
+    return Response(status_code=204)
+
+
+routes = [
+    Route("/studies/{study}", delete, methods=["DELETE"]),
+    Route("/studies/{study}/series/{series}", delete, methods=["DELETE"]),
+    Route("/studies/{study}/series/{series}/instances/{instance}", delete, methods=["DELETE"]),
+]

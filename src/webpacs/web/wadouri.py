@@ -1,0 +1,45 @@
+"""WADO-URI (PS3.18 9): ``GET /wado?requestType=WADO&studyUID=&seriesUID=&objectUID=``."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from webpacs.core.uids import check_uid
+from webpacs.errors import InvalidRequest, NotAcceptable, NotFound
+from webpacs.web.common import store, threaded
+from webpacs.web.wado import _file_chunks
+
+DICOM = "application/dicom"
+
+
+async def wado(request: Request) -> Response:
+    q = request.query_params
+    if q.get("requestType") != "WADO":
+        raise InvalidRequest("requestType must be WADO")
+    study = check_uid(q.get("studyUID"), "studyUID")
+    series = check_uid(q.get("seriesUID"), "seriesUID")
+    sop = check_uid(q.get("objectUID"), "objectUID")
+    wanted = [t.strip().split(";")[0] for t in q.get("contentType", DICOM).split(",")]
+    if DICOM not in wanted and "*/*" not in wanted:
+        raise NotAcceptable(
+            f"contentType {q.get('contentType')} is not available (rendered images are not"
+            f" supported yet); use contentType={DICOM}"
+        )
+    ts = q.get("transferSyntax")
+    rec = await threaded(store(request).index.get, sop)
+    if rec is None or rec.study_uid != study or rec.series_uid != series:
+        raise NotFound(f"instance {sop} not found")
+    if ts and ts != rec.transfer_syntax:
+        raise NotAcceptable(
+            f"transferSyntax {ts} is not available; the instance is stored as {rec.transfer_syntax}"
+        )
+    return StreamingResponse(
+        _file_chunks(store(request).blobs, rec.blob_key),
+        media_type=DICOM,
+        headers={"Content-Length": str(rec.size)},
+    )
+
+
+routes = [Route("/wado", wado, methods=["GET"])]
