@@ -47,7 +47,6 @@ __all__ = [
     "normalize_datetime",
     "normalize_time",
     "parse_qido",
-    "validate_uid",
 ]
 
 #: VRs whose values are integers (PS3.5 6.2).
