@@ -218,9 +218,12 @@ def prepare(
         notes += more
     study, series, sop = ids["StudyInstanceUID"], ids["SeriesInstanceUID"], ids["SOPInstanceUID"]
     try:
-        meta, bulk = build_metadata(ds, study, series, sop, threshold=bulk_threshold)
-        frames, aligned = frame_spans(ds, stored)
-        fmap = FrameMap(frames=frames, bulk=bulk_spans(bulk, stored), aligned=aligned)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            meta, bulk = build_metadata(ds, study, series, sop, threshold=bulk_threshold)
+            frames, aligned = frame_spans(ds, stored)
+            fmap = FrameMap(frames=frames, bulk=bulk_spans(bulk, stored), aligned=aligned)
+        notes += [str(w.message) for w in caught]
     except InvalidRequest:
         raise
     except Exception as e:

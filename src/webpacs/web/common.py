@@ -30,7 +30,14 @@ def base_url(request: Request) -> str:
     if configured:
         return str(configured).rstrip("/")
     root = settings(request).get("server", "rootPath").rstrip("/")
-    host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+    host = request.headers.get("host", "")
+    server = request.scope.get("server") or ("127.0.0.1", 80)
+    if not host:
+        host = f"{server[0]}:{server[1]}"
+    elif ":" not in host.rsplit("]", 1)[-1] and server[1] not in (80, 443):
+        # Some clients (dicomweb-client) send Host without the port; without a proxy in
+        # front (which should set server.publicUrl) the port we listen on is the right one.
+        host = f"{host}:{server[1]}"
     return f"{request.url.scheme}://{host}{root}"
 
 

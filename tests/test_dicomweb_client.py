@@ -1,0 +1,284 @@
+"""End to end: the dicomweb-client package (API and CLI) against a real webpacs server.
+
+Returned values are checked against what pydicom reads from the original files.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+import requests
+from dicomweb_client.api import DICOMwebClient
+from pydicom.encaps import generate_frames
+
+from tests.conftest import RunningServer, data_file
+
+# some of pydicom's test files hold deliberately invalid values; clients warn when parsing them
+pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")
+
+#: One file per transfer syntax / shape; SOP Instance UIDs are distinct.
+FILES = [
+    "CT_small.dcm",  # explicit VR LE, 16-bit
+    "liver_expb.dcm",  # explicit VR big endian, multi-frame
+    "emri_small.dcm",  # multi-frame native
+    "SC_rgb_rle_2frame.dcm",  # RLE, 2 frames
+    "JPEG2000.dcm",  # JPEG 2000
+    "MR_small_jpeg_ls_lossless.dcm",  # JPEG-LS
+    "color3d_jpeg_baseline.dcm",  # JPEG baseline, 120 frames
+    "image_dfl.dcm",  # deflated
+    "ExplVR_LitEndNoMeta.dcm",  # no File Meta Information
+    "rtdose.dcm",  # multi-frame RT dose
+    "test-SR.dcm",  # no pixel data
+    "waveform_ecg.dcm",  # waveform bulk data
+    "examples_palette.dcm",  # palette LUT bulk data
+]
+
+
+def read(name: str) -> pydicom.Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pydicom.dcmread(data_file(name), force=True)
+
+
+def original_frames(ds: pydicom.Dataset) -> list[bytes]:
+    n = int(ds.get("NumberOfFrames", 1) or 1)
+    if ds["PixelData"].is_undefined_length:
+        return list(generate_frames(ds.PixelData, number_of_frames=n))
+    data = ds.PixelData
+    if not ds.original_encoding[1] and ds.BitsAllocated > 8:  # big endian -> little
+        data = (
+            np.frombuffer(data, f">u{ds.BitsAllocated // 8}")
+            .astype(f"<u{ds.BitsAllocated // 8}")
+            .tobytes()
+        )
+    size = len(data) // n
+    return [data[i * size : (i + 1) * size] for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def loaded(module_server: RunningServer) -> tuple[RunningServer, DICOMwebClient, dict[str, Any]]:
+    client = DICOMwebClient(url=module_server.url)
+    datasets = {name: read(name) for name in FILES}
+    uids = [ds.SOPInstanceUID for ds in datasets.values()]
+    assert len(set(uids)) == len(uids)
+    result = client.store_instances(list(datasets.values()))
+    assert len(result.ReferencedSOPSequence) == len(FILES)
+    assert "FailedSOPSequence" not in result
+    return module_server, client, datasets
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_metadata_equals_pydicom_json(loaded: Any, name: str) -> None:
+    _, client, datasets = loaded
+    ds = datasets[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = ds.to_json_dict(
+            bulk_data_threshold=1024, bulk_data_element_handler=lambda e: "x"
+        )
+    got = client.retrieve_instance_metadata(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
+    series = client.retrieve_series_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID)
+    assert got in series
+    compare_json(got, expected, ds, client)
+
+
+def compare_json(got: dict[str, Any], expected: dict[str, Any], ds: Any, client: Any) -> None:
+    """DICOM JSON equality, where bulk data URIs must serve the original value bytes."""
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        elem = ds[int(key, 16)]
+        if "BulkDataURI" in got[key]:
+            assert "BulkDataURI" in value or "InlineBinary" in value, key
+            data = client.retrieve_bulkdata(got[key]["BulkDataURI"])
+            if elem.tag == 0x7FE00010:
+                assert b"".join(data) == b"".join(original_frames(ds))
+            elif ds.original_encoding[1] or elem.VR != "OW":
+                assert data[0] == elem.value, key
+        elif value.get("vr") == "SQ" and "Value" in value:
+            assert len(got[key]["Value"]) == len(value["Value"]), key
+            for g, e, item in zip(got[key]["Value"], value["Value"], elem.value, strict=True):
+                compare_json(g, e, item, client)
+        else:
+            assert got[key] == value, key
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_frames_equal_original(loaded: Any, name: str) -> None:
+    server, client, datasets = loaded
+    ds = datasets[name]
+    if "PixelData" not in ds:
+        url = (
+            f"{server.url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}/frames/1"
+        )
+        assert requests.get(url, timeout=10).status_code == 404
+        return
+    frames = original_frames(ds)
+    numbers = sorted({1, len(frames)})
+    got = client.retrieve_instance_frames(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, numbers
+    )
+    assert got == [frames[n - 1] for n in numbers]
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_retrieve_instance(loaded: Any, name: str) -> None:
+    server, client, datasets = loaded
+    ds = datasets[name]
+    got = client.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    assert got == ds  # every element equal
+    # the bytes served are the bytes stored, and for a complete Part 10 file, the bytes sent
+    rec = server.store.index.get(ds.SOPInstanceUID)
+    stored = server.store.blobs.get(rec.blob_key)
+    raw = requests.get(
+        f"{server.url}/wado",
+        params={
+            "requestType": "WADO",
+            "studyUID": ds.StudyInstanceUID,
+            "seriesUID": ds.SeriesInstanceUID,
+            "objectUID": ds.SOPInstanceUID,
+            "contentType": "application/dicom",
+        },
+        timeout=30,
+    )
+    assert raw.status_code == 200
+    assert raw.content == stored
+    original = data_file(name).read_bytes()
+    if original[128:132] == b"DICM" and ds.file_meta.TransferSyntaxUID != "1.2.840.10008.1.2.1.99":
+        assert stored == original
+
+
+def test_retrieve_study_and_series(loaded: Any) -> None:
+    _, client, datasets = loaded
+    ds = datasets["CT_small.dcm"]
+    study = client.retrieve_study(ds.StudyInstanceUID)
+    series = client.retrieve_series(ds.StudyInstanceUID, ds.SeriesInstanceUID)
+    assert [d.SOPInstanceUID for d in study] == [ds.SOPInstanceUID]
+    assert series == [ds]
+    meta = client.retrieve_study_metadata(ds.StudyInstanceUID)
+    assert [m["00080018"]["Value"][0] for m in meta] == [ds.SOPInstanceUID]
+
+
+def test_search_all_levels(loaded: Any) -> None:
+    _, client, datasets = loaded
+    studies = client.search_for_studies()
+    assert {s["0020000D"]["Value"][0] for s in studies} == {
+        d.StudyInstanceUID for d in datasets.values()
+    }
+    ct = datasets["CT_small.dcm"]
+    hits = client.search_for_studies(search_filters={"PatientID": ct.PatientID})
+    assert [h["0020000D"]["Value"][0] for h in hits] == [ct.StudyInstanceUID]
+    assert hits[0]["00080061"]["Value"] == ["CT"]
+    assert hits[0]["00201208"]["Value"] == [1]
+    assert hits[0]["00081190"]["Value"][0].endswith(f"/studies/{ct.StudyInstanceUID}")
+    series = client.search_for_series(search_filters={"Modality": "MR"})
+    mr = {d.SeriesInstanceUID for d in datasets.values() if d.get("Modality") == "MR"}
+    assert {s["0020000E"]["Value"][0] for s in series} == mr
+    assert all(s["00201209"]["Value"][0] >= 1 for s in series)
+    inst = client.search_for_instances(
+        study_instance_uid=ct.StudyInstanceUID, series_instance_uid=ct.SeriesInstanceUID
+    )
+    assert [i["00080018"]["Value"][0] for i in inst] == [ct.SOPInstanceUID]
+    every = client.search_for_instances()
+    assert len(every) == len(FILES)
+    fuzzy = client.search_for_studies(
+        search_filters={"PatientName": ct.PatientName.family_name.lower()}, fuzzymatching=True
+    )
+    assert ct.StudyInstanceUID in {h["0020000D"]["Value"][0] for h in fuzzy}
+    page = client.search_for_instances(limit=3, offset=2)
+    assert [p["00080018"]["Value"][0] for p in page] == [
+        e["00080018"]["Value"][0] for e in every[2:5]
+    ]
+    with_field = client.search_for_studies(
+        search_filters={"PatientID": ct.PatientID}, fields=["SeriesDescription", "00180050"]
+    )
+    assert with_field[0]["00180050"]["Value"] == [float(ct.SliceThickness)]
+
+
+def test_limit_sets_warning_header(loaded: Any) -> None:
+    server, _, _ = loaded
+    r = requests.get(f"{server.url}/instances", params={"limit": 2}, timeout=10)
+    assert r.status_code == 200
+    assert len(r.json()) == 2
+    assert "Warning" in r.headers and "limit" in r.headers["Warning"]
+    r = requests.get(f"{server.url}/instances", params={"limit": 100}, timeout=10)
+    assert "Warning" not in r.headers
+
+
+def test_series_metadata_gzip_and_etag(loaded: Any) -> None:
+    server, _, datasets = loaded
+    ds = datasets["emri_small.dcm"]
+    url = f"{server.url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/metadata"
+    gz = requests.get(url, headers={"Accept-Encoding": "gzip"}, timeout=10)
+    plain = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=10)
+    assert gz.headers["Content-Encoding"] == "gzip"
+    assert "Content-Encoding" not in plain.headers
+    assert gz.json() == plain.json()
+    etag = gz.headers["ETag"]
+    again = requests.get(url, headers={"If-None-Match": etag}, timeout=10)
+    assert again.status_code == 304
+
+
+def cli(server: RunningServer, *args: str, cwd: Path | None = None) -> str:
+    exe = Path(sys.executable).with_name("dicomweb_client")
+    out = subprocess.run(
+        [str(exe), "--url", server.url, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_dicomweb_client_cli(tmp_path: Path, server: RunningServer) -> None:
+    path = data_file("MR_small.dcm")
+    ds = read("MR_small.dcm")
+    cli(server, "store", "instances", str(path))
+    found = json.loads(cli(server, "search", "studies", "--filter", f"PatientID={ds.PatientID}"))
+    assert [f["0020000D"]["Value"][0] for f in found] == [ds.StudyInstanceUID]
+    series = json.loads(cli(server, "search", "series", "--filter", "Modality=MR"))
+    assert series[0]["0020000E"]["Value"][0] == ds.SeriesInstanceUID
+    meta = cli(
+        server,
+        "retrieve",
+        "instances",
+        "--study",
+        ds.StudyInstanceUID,
+        "--series",
+        ds.SeriesInstanceUID,
+        "--instance",
+        ds.SOPInstanceUID,
+        "metadata",
+    )
+    assert ds.SOPInstanceUID in meta and "BulkDataURI" in meta
+    cli(
+        server,
+        "retrieve",
+        "instances",
+        "--study",
+        ds.StudyInstanceUID,
+        "--series",
+        ds.SeriesInstanceUID,
+        "--instance",
+        ds.SOPInstanceUID,
+        "full",
+        "--save",
+        "--output-dir",
+        str(tmp_path),
+    )
+    saved = list(tmp_path.glob("*.dcm"))
+    assert len(saved) == 1
+    assert pydicom.dcmread(saved[0]) == ds
