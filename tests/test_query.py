@@ -179,7 +179,6 @@ INVALID = [
     (STUDY, [("PatientAge", "042Y")], ["PatientAge", "cannot be matched"]),
     (STUDY, [("PatientID", "A"), ("PatientID", "B")], ["PatientID", "more than once"]),
     (STUDY, [("PatientID", "A"), ("00100020", "B")], ["00100020", "more than once"]),
-    (STUDY, [("StudyInstanceUID", "1.2.03")], ["StudyInstanceUID", "invalid UID"]),
     (STUDY, [("StudyInstanceUID", "1.2.abc")], ["StudyInstanceUID", "invalid UID"]),
     (STUDY, [("StudyInstanceUID", "1.2.*")], ["StudyInstanceUID", "wildcards"]),
     (STUDY, [("StudyInstanceUID", "1.2.3,,1.2.4")], ["StudyInstanceUID"]),
@@ -222,7 +221,7 @@ def test_invalid_requests(level: Level, params: list[tuple[str, str]], needles: 
 
 def test_invalid_path_uids() -> None:
     with pytest.raises(InvalidRequest, match="StudyInstanceUID: invalid UID"):
-        parse_qido(SERIES, [], study_uid="1.02")
+        parse_qido(SERIES, [], study_uid="1.2/../3")
     with pytest.raises(InvalidRequest, match="SeriesInstanceUID: invalid UID"):
         parse_qido(INSTANCE, [], study_uid="1.2", series_uid="x")
 
