@@ -199,6 +199,8 @@ def prepare(
     for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
         value = ds.get(kw)
         if value is None:
+            if data[128:132] != b"DICM" and "SOPClassUID" not in ds:
+                raise InvalidDicom("not a DICOM object: no 'DICM' marker and no SOP Class UID")
             raise InvalidDicom(f"not a storable instance: {kw} is missing")
         try:
             ids[kw] = check_uid(str(value), kw)

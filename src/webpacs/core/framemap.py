@@ -64,8 +64,12 @@ def _fragments(stored: bytes, start: int) -> list[Span]:
             break
         if tag != _ITEM:
             raise ValueError(f"unexpected tag {tag:08X} in encapsulated pixel data at byte {pos}")
-        spans.append((pos + 8, min(length, end - pos - 8)))
+        if pos + 8 + length > end:
+            raise ValueError("encapsulated pixel data is truncated (a fragment ends past the file)")
+        spans.append((pos + 8, length))
         pos += 8 + length
+    else:
+        raise ValueError("encapsulated pixel data is truncated (no sequence delimiter)")
     return spans
 
 
@@ -106,7 +110,13 @@ def frame_spans(ds: Dataset, stored: bytes) -> tuple[list[list[Span]], bool]:
     total_bits *= int(ds.BitsAllocated)
     if total_bits % 8:
         return [[(start, len(elem.value))]], False
-    length = get_expected_length(ds, unit="bytes") // nframes
+    expected = get_expected_length(ds, unit="bytes")
+    if len(elem.value) < expected:
+        raise ValueError(
+            f"pixel data is truncated: {len(elem.value)} bytes, {expected} expected for"
+            f" {nframes} frame(s) of {ds.Rows}x{ds.Columns}"
+        )
+    length = expected // nframes
     return [[(start + k * length, length)] for k in range(nframes)], True
 
 
