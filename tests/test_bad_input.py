@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.conftest import RunningServer, data_file, start_server
-from webpacs.core.multipart import iter_multipart, multipart_content_type
+from webpacs.core.multipart import iter_multipart
 
 DICOM_TYPE = 'multipart/related; type="application/dicom"; boundary=XyZ'
 

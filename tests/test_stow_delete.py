@@ -1,0 +1,181 @@
+"""STOW-RS forms and statuses, DELETE, and crash safety of the write path."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import orjson
+import pydicom
+import pytest
+import requests
+from pydicom.encaps import generate_frames
+
+from tests.conftest import RunningServer, data_file
+from webpacs.core.multipart import iter_multipart
+from webpacs.errors import StorageError
+from webpacs.ingest import ingest
+
+
+def post(
+    srv: RunningServer,
+    parts: list[tuple[dict[str, str], bytes]],
+    part_type: str,
+    path: str = "/studies",
+) -> requests.Response:
+    body = b"".join(iter_multipart(((h, [b]) for h, b in parts), "bnd"))
+    ctype = f'multipart/related; type="{part_type}"; boundary=bnd'
+    return requests.post(srv.url + path, data=body, headers={"Content-Type": ctype}, timeout=30)
+
+
+def dicom_part(name: str) -> tuple[dict[str, str], bytes]:
+    return {"Content-Type": "application/dicom"}, data_file(name).read_bytes()
+
+
+def test_stow_statuses(server: RunningServer) -> None:
+    ok = post(server, [dicom_part("CT_small.dcm"), dicom_part("MR_small.dcm")], "application/dicom")
+    assert ok.status_code == 200
+    body = ok.json()
+    assert len(body["00081199"]["Value"]) == 2
+    assert "00081198" not in body
+    ref = body["00081199"]["Value"][0]
+    assert requests.get(ref["00081190"]["Value"][0], timeout=10).status_code == 200
+    mixed = post(
+        server,
+        [dicom_part("rtdose.dcm"), ({"Content-Type": "application/dicom"}, b"junk")],
+        "application/dicom",
+    )
+    assert mixed.status_code == 202
+    assert len(mixed.json()["00081199"]["Value"]) == 1
+    assert mixed.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC000]
+    again = post(server, [dicom_part("CT_small.dcm")], "application/dicom")
+    assert again.status_code == 200  # identical duplicate: success, nothing duplicated
+    r = requests.get(server.url + "/instances", timeout=10)
+    assert len(r.json()) == 3
+
+
+def test_stow_to_study_path(server: RunningServer) -> None:
+    ds = pydicom.dcmread(data_file("CT_small.dcm"))
+    r = post(
+        server, [dicom_part("CT_small.dcm")], "application/dicom", f"/studies/{ds.StudyInstanceUID}"
+    )
+    assert r.status_code == 200
+    assert r.json()["00081190"]["Value"][0].endswith(ds.StudyInstanceUID)
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "SC_rgb_rle.dcm", "JPEG2000.dcm"])
+def test_stow_metadata_and_bulkdata(server: RunningServer, name: str) -> None:
+    """The metadata + bulk data form (PS3.18 10.5.1.2.2)."""
+    ds = pydicom.dcmread(data_file(name))
+    uri = "http://client.example/bulk/pixels"
+    meta = ds.to_json_dict(bulk_data_threshold=1 << 30, bulk_data_element_handler=lambda e: uri)
+    meta["7FE00010"] = {
+        "vr": "OB" if ds["PixelData"].is_undefined_length else "OW",
+        "BulkDataURI": uri,
+    }
+    ts = ds.file_meta.TransferSyntaxUID
+    if ds["PixelData"].is_undefined_length:
+        frames = list(
+            generate_frames(ds.PixelData, number_of_frames=int(ds.get("NumberOfFrames", 1)))
+        )
+        if len(frames) != 1:
+            pytest.skip("one bulk part holds one frame in this form")
+        pixel = (
+            {"Content-Type": f"image/x; transfer-syntax={ts}", "Content-Location": uri},
+            frames[0],
+        )
+    else:
+        pixel = (
+            {"Content-Type": "application/octet-stream", "Content-Location": uri},
+            ds.PixelData,
+        )
+    r = post(
+        server,
+        [({"Content-Type": "application/dicom+json"}, orjson.dumps([meta])), pixel],
+        "application/dicom+json",
+    )
+    assert r.status_code == 200, r.text
+    got = requests.get(
+        f"{server.url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}/frames/1",
+        headers={"Accept": 'multipart/related; type="*/*"; transfer-syntax=*'},
+        timeout=10,
+    )
+    assert got.status_code == 200
+    expected = frames[0] if ds["PixelData"].is_undefined_length else ds.PixelData
+    assert expected in got.content
+
+
+def test_stow_metadata_missing_bulk_part(server: RunningServer) -> None:
+    ds = pydicom.dcmread(data_file("CT_small.dcm"))
+    meta = ds.to_json_dict(bulk_data_threshold=1 << 30, bulk_data_element_handler=lambda e: "x")
+    meta["7FE00010"] = {"vr": "OW", "BulkDataURI": "http://nowhere/missing"}
+    r = post(
+        server,
+        [({"Content-Type": "application/dicom+json"}, orjson.dumps([meta]))],
+        "application/dicom+json",
+    )
+    assert r.status_code == 409
+    assert "missing" in r.headers["Warning"]
+
+
+def test_delete_levels(server: RunningServer) -> None:
+    post(
+        server,
+        [dicom_part("CT_small.dcm"), dicom_part("MR_small.dcm"), dicom_part("emri_small.dcm")],
+        "application/dicom",
+    )
+    ct = pydicom.dcmread(data_file("CT_small.dcm"))
+    mr = pydicom.dcmread(data_file("MR_small.dcm"))
+    series_url = f"{server.url}/studies/{mr.StudyInstanceUID}/series/{mr.SeriesInstanceUID}"
+    assert requests.get(series_url + "/metadata", timeout=10).status_code == 200
+    keys_before = set(server.store.blobs.keys("objects/"))
+    inst = f"{series_url}/instances/{mr.SOPInstanceUID}"
+    assert requests.delete(inst, timeout=10).status_code == 204
+    assert requests.get(inst + "/metadata", timeout=10).status_code == 404
+    assert requests.get(series_url + "/metadata", timeout=10).status_code == 404
+    assert not list(server.store.blobs.keys(f"derived/{mr.StudyInstanceUID}/"))
+    assert len(set(server.store.blobs.keys("objects/"))) == len(keys_before) - 1
+    assert requests.delete(inst, timeout=10).status_code == 404
+    assert (
+        requests.delete(f"{server.url}/studies/{ct.StudyInstanceUID}", timeout=10).status_code
+        == 204
+    )
+    remaining = requests.get(server.url + "/studies", timeout=10).json()
+    assert [s["0020000D"]["Value"][0] for s in remaining] == [
+        pydicom.dcmread(data_file("emri_small.dcm")).StudyInstanceUID
+    ]
+
+
+def test_crash_between_blob_and_index_leaves_nothing_visible(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    st = server.store
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise StorageError("disk full (simulated)")
+
+    monkeypatch.setattr(st.index, "put", boom)
+    with pytest.raises(StorageError):
+        ingest(st.index, st.blobs, data_file("CT_small.dcm").read_bytes())
+    monkeypatch.undo()
+    assert requests.get(server.url + "/instances", timeout=10).json() == []
+    r = post(server, [dicom_part("CT_small.dcm")], "application/dicom")
+    assert r.status_code == 200  # a retry stores it normally
+
+
+def test_partial_blob_write_is_invisible(tmp_path: Path) -> None:
+    from webpacs.storage.fs import FileBlobs
+
+    blobs = FileBlobs(tmp_path)
+
+    class Exploding(io.BytesIO):
+        def read(self, n: int = -1) -> bytes:
+            if self.tell() > 1000:
+                raise OSError("connection reset (simulated)")
+            return super().read(min(n, 500) if n > 0 else 500)
+
+    with pytest.raises(StorageError):
+        blobs.put_file("objects/x.dcm", Exploding(b"x" * 5000))
+    assert not blobs.exists("objects/x.dcm")
+    assert list(blobs.keys()) == []
