@@ -24,6 +24,8 @@ def setup_logging(verbose: int) -> None:
         handlers=[RichHandler(console=console, show_path=False)],
         force=True,
     )
+    # pydicom logs every oddity of every file it reads; our own messages say what matters
+    logging.getLogger("pydicom").setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
 
 
 def config_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from webpacs.cli.common import config_options, console, settings_from, setup_logging
 from webpacs.config import Settings
@@ -114,13 +113,9 @@ def run_import(settings: Settings, files: list[Path], jobs: int, show: bool = Tr
                 progress.update(task, advance=1, rate=rate)
     finally:
         st.close()
-    if failures and show:
-        table = Table(title="not stored", show_lines=False)
-        table.add_column("file")
-        table.add_column("reason")
+    if show:
         for path, reason in failures:
-            table.add_row(path, reason)
-        console.print(table)
+            console.print(f"[red]not stored[/] {path}: {reason}", soft_wrap=True, highlight=False)
     return counts
 
 
@@ -155,7 +150,8 @@ def import_(
     console.print(
         f"[bold]{len(files)}[/] files: [green]{stored} stored[/],"
         f" {counts['duplicate']} already present, [red]{failed} not stored[/]"
-        f" ({counts['conflict']} conflicting with a stored instance)"
+        f" ({counts['conflict']} conflicting with a stored instance)",
+        soft_wrap=True,
     )
     if (failed and not samples) or (samples and stored + counts["duplicate"] == 0):
         sys.exit(1)

@@ -1,0 +1,48 @@
+# webpacs — the two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8042
+DATA   ?=
+DATA_FLAG := $(if $(DATA),--data-dir $(DATA),)
+PYTEST_ARGS ?=
+
+.PHONY: run test bench lint format clean help
+
+help:
+	@echo "make run    - install, load the sample studies, serve DICOMweb on http://$(HOST):$(PORT)/dicomweb"
+	@echo "make test   - install test dependencies and run the whole suite"
+	@echo "make bench  - run the benchmarks under bench/ (ANCHOR=orthanc to compare)"
+	@echo "make lint   - ruff check, ruff format --check, mypy"
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,samples,codecs]"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/webpacs import --samples $(DATA_FLAG)
+	$(BIN)/webpacs serve --host $(HOST) --port $(PORT) $(DATA_FLAG)
+
+# pytest exits 5 when it collected no test: that is a failure of the suite here.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(if $(ANCHOR),--anchor $(ANCHOR),) $(if $(SIZE),--size $(SIZE),)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

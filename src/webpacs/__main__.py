@@ -1,0 +1,5 @@
+"""``python -m webpacs``."""
+
+from webpacs.cli.main import main
+
+main()

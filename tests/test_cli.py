@@ -1,0 +1,121 @@
+"""The ``webpacs`` command: help everywhere, import summaries, serve."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pytest
+import requests
+from click.testing import CliRunner
+
+from tests.conftest import data_file, free_port
+from webpacs import __version__
+from webpacs.cli.main import main
+
+WEBPACS = [sys.executable, "-m", "webpacs"]
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = [prefix]
+    for name, cmd in group.commands.items():
+        if isinstance(cmd, click.Group):
+            out += all_commands(cmd, (*prefix, name))
+        else:
+            out.append((*prefix, name))
+    return out
+
+
+@pytest.mark.parametrize("path", all_commands(main), ids=lambda p: " ".join(p) or "webpacs")
+def test_help_on_every_command(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_version() -> None:
+    out = subprocess.run([*WEBPACS, "--version"], capture_output=True, text=True, check=True)
+    assert __version__ in out.stdout
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*WEBPACS, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_import_samples(tmp_path: Path) -> None:
+    out = run("import", "--samples", "--data-dir", str(tmp_path), "-j", "2")
+    assert out.returncode == 0, out.stderr
+    summary = re.search(
+        r"(\d+) files: (\d+) stored, (\d+) already present, (\d+) not stored", out.stderr
+    )
+    assert summary, out.stderr
+    files, stored, present, failed = map(int, summary.groups())
+    assert stored > 100 and files == stored + present + failed
+    assert "DICOMDIR" in out.stderr  # failures are listed with their reason
+    again = run("import", "--samples", "--data-dir", str(tmp_path), "-j", "2")
+    summary = re.search(r"(\d+) stored, (\d+) already present", again.stderr)
+    assert summary and int(summary.group(1)) == 0 and int(summary.group(2)) >= stored
+
+
+def test_import_reports_failures(tmp_path: Path) -> None:
+    src = tmp_path / "in" / "nested"
+    src.mkdir(parents=True)
+    shutil.copy(data_file("CT_small.dcm"), src / "ct.dcm")
+    (src / "notes.txt").write_text("not dicom")
+    out = run("import", str(tmp_path / "in"), "--data-dir", str(tmp_path / "data"))
+    assert out.returncode == 1
+    assert "1 stored" in out.stderr and "1 not stored" in out.stderr
+    assert "notes.txt" in out.stderr and "not a DICOM" in out.stderr
+
+
+def test_bad_config_is_a_usage_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.json5"
+    cfg.write_text("{ server: { prot: 1 } }")
+    out = run("import", "--samples", "-c", str(cfg), "--data-dir", str(tmp_path))
+    assert out.returncode == 2
+    assert "server.prot" in out.stderr and str(cfg) in out.stderr
+
+
+def test_serve_prints_urls_and_serves(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "WEBPACS_SERVER_PORT": str(port)}
+    run("import", str(data_file("CT_small.dcm")), "--data-dir", str(tmp_path))
+    proc = subprocess.Popen(
+        [*WEBPACS, "serve", "--data-dir", str(tmp_path), "--no-dimse"]
+        if "--no-dimse" in run("serve", "--help").stdout
+        else [*WEBPACS, "serve", "--data-dir", str(tmp_path)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}/dicomweb"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = requests.get(base + "/studies", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        assert r.status_code == 200 and len(r.json()) == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert base in err

@@ -1,0 +1,35 @@
+"""The README documents every setting and every command (datasette's habit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import pytest
+
+from webpacs.cli.main import main
+from webpacs.config import DEFAULTS, _leaves, env_name
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+
+
+@pytest.mark.parametrize("path", list(_leaves(DEFAULTS)), ids=lambda p: ".".join(p))
+def test_setting_documented(path: tuple[str, ...]) -> None:
+    assert env_name(path) in README, f"README does not document {'.'.join(path)}"
+
+
+def _commands(group: click.Group, prefix: str = "webpacs") -> list[str]:
+    out = []
+    for name, cmd in group.commands.items():
+        full = f"{prefix} {name}"
+        out += _commands(cmd, full) if isinstance(cmd, click.Group) else [full]
+    return out
+
+
+@pytest.mark.parametrize("command", _commands(main))
+def test_command_documented(command: str) -> None:
+    assert command in README, f"README does not mention `{command}`"
+
+
+def test_the_two_commands() -> None:
+    assert "make run" in README and "make test" in README
