@@ -201,7 +201,8 @@ def test_path_with_slash_is_not_found(srv: RunningServer, path: str) -> None:
 
 def _ct_path() -> str:
     ds = pydicom.dcmread(data_file("CT_small.dcm"))
-    return f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    series = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    return f"{series}/instances/{ds.SOPInstanceUID}"
 
 
 def test_frame_numbers(srv: RunningServer) -> None:
@@ -250,7 +251,8 @@ def test_not_acceptable(srv: RunningServer) -> None:
     r = requests.get(
         srv.url + _ct_path(),
         headers={
-            "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'
+            "Accept": 'multipart/related; type="application/dicom";'
+            " transfer-syntax=1.2.840.10008.1.2.4.50"
         },
         timeout=10,
     )

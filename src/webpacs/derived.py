@@ -45,9 +45,8 @@ def series_metadata_gz(
     data = gzip.compress(body, compresslevel=6, mtime=0)
     blobs.put(key, data)
     for old in list(blobs.keys(prefix)):
-        if old != key and old.endswith(f"-{_base_tag(base_url)}.json.gz") is not False:
-            if old.split("/")[-1].split("-")[0] != version:
-                blobs.delete(old)
+        if old.rsplit("/", 1)[-1].split("-")[0] != version:
+            blobs.delete(old)  # documents of earlier versions, for any base URL
     log.debug("built series metadata %s/%s version %s", study, series, version)
     return data, etag
 

@@ -5,7 +5,7 @@ statuses only in ``webpacs.dimse.status``::
 
     WebpacsError
     ├── InvalidRequest          bad query value, bad UID, malformed body   (HTTP 400)
-    │   └── InvalidDicom        not a (valid) DICOM Part 10 object           (HTTP 400 / DIMSE C000-range)
+    │   └── InvalidDicom        not a storable DICOM object                  (STOW/DIMSE C000)
     ├── NotFound                unknown study/series/instance/frame          (HTTP 404)
     ├── Conflict                same SOP Instance UID, different content     (HTTP 409)
     ├── NotAcceptable           no acceptable representation                 (HTTP 406)

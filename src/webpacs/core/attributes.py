@@ -165,10 +165,10 @@ def resolve(key: str) -> int:
         else:
             if keyword_for_tag(tag) or tag >> 16 & 1:  # known, or private
                 return tag
-    tag = tag_for_keyword(key)
-    if tag is None:
+    found = tag_for_keyword(key)
+    if found is None:
         raise KeyError(key)
-    return tag
+    return found
 
 
 def stored_at(level: Level, tag: int) -> Attribute | None:

@@ -125,8 +125,8 @@ def bulk_spans(bulk: dict[str, DataElement], stored: bytes) -> dict[str, list[Sp
     out: dict[str, list[Span]] = {}
     for path, elem in bulk.items():
         value = elem.value
-        if elem.tag == 0x7FE00010 and elem.is_undefined_length:
-            out[path] = [(s, n) for s, n in _fragments(stored, elem.file_tell)[1:]]
+        if elem.tag == 0x7FE00010 and elem.is_undefined_length and elem.file_tell is not None:
+            out[path] = _fragments(stored, elem.file_tell)[1:]
             continue
         if not isinstance(value, bytes | bytearray):
             continue

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, BinaryIO, Protocol
 
 from webpacs.core.query import Query
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """What putting an instance into the index did."""
 
     STORED = "stored"

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,8 @@ def _schema() -> str:
         sop_class_uid TEXT NOT NULL, transfer_syntax TEXT NOT NULL,
         blob_key TEXT NOT NULL, size INTEGER NOT NULL, digest TEXT NOT NULL,
         received REAL NOT NULL{cols(Level.INSTANCE)},
-        json BLOB NOT NULL, metadata BLOB NOT NULL, framemap BLOB NOT NULL, attributes BLOB NOT NULL);
+        json BLOB NOT NULL, metadata BLOB NOT NULL, framemap BLOB NOT NULL,
+        attributes BLOB NOT NULL);
     CREATE TABLE IF NOT EXISTS changes (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, op TEXT NOT NULL, study_uid TEXT NOT NULL,
         series_uid TEXT NOT NULL, sop_uid TEXT NOT NULL, time REAL NOT NULL);
@@ -193,10 +194,8 @@ class SqliteIndex:
     def close(self) -> None:
         with self._all_lock:
             for c in self._all:
-                try:
+                with suppress(sqlite3.Error):
                     c.close()
-                except sqlite3.Error:
-                    pass
             self._all.clear()
         self._local = threading.local()
 

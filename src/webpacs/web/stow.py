@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -77,7 +77,7 @@ async def _spool(request: Request, max_body: int) -> tuple[str, list[_Body]]:
     try:
         async for part in read_multipart(request, max_body=max_body):
             f = part.file
-            part.file = SpooledTemporaryFile(max_size=1)  # take ownership of the body
+            part.file = SpooledTemporaryFile(max_size=1)  # noqa: SIM115  (we take the body)
             bodies.append(_Body(part.content_type, part.params, part.headers, f))
     except BaseException:
         for b in bodies:
@@ -118,7 +118,7 @@ def _dataset_from_json(obj: Any, bulk: dict[str, _Body], index: int) -> bytes:
     for kw in ("SOPClassUID", "SOPInstanceUID"):
         if kw not in ds:
             raise errors.InvalidDicom(f"metadata item {index} has no {kw}")
-    ts = pixel_ts[0] if pixel_ts else ExplicitVRLittleEndian
+    ts = UID(pixel_ts[0]) if pixel_ts else ExplicitVRLittleEndian
     if pixel_ts:
         ds.PixelData = encapsulate([ds.PixelData])
         ds["PixelData"].VR = "OB"
