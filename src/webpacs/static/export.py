@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
 
 from webpacs.core.media import UNCOMPRESSED
 from webpacs.errors import NotFound
@@ -77,7 +77,7 @@ def instance_dataset(root: str | Path, study: str, series: str, sop: str) -> Dat
     fm = FileMetaDataset()
     fm.MediaStorageSOPClassUID = ds.SOPClassUID
     fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    fm.TransferSyntaxUID = ts
+    fm.TransferSyntaxUID = UID(ts)
     fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     fm.ImplementationVersionName = "WEBPACS"
     ds.file_meta = fm

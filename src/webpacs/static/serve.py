@@ -147,8 +147,8 @@ def create_static_app(root: str | Path) -> Starlette:
             data = f.read_bytes()
             parts.append(read_part(gzip.decompress(data) if f.name.endswith(".gz") else data))
         ctype = parts[0][2]
-        part_type, _, ts = ctype.partition(";")
-        ts = ts.split("=", 1)[1].strip() if "=" in ts else None
+        part_type, _, param = ctype.partition(";")
+        ts = param.split("=", 1)[1].strip() if "=" in param else None
         if len(files) == 1:
             boundary = parts[0][0]
             headers = {"Content-Encoding": "gzip"} if files[0].name.endswith(".gz") else {}
