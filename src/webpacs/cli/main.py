@@ -8,6 +8,7 @@ from webpacs import __version__
 from webpacs.cli.config_cmd import config
 from webpacs.cli.importer import import_
 from webpacs.cli.serve import serve
+from webpacs.cli.static_cmd import static
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,3 +20,4 @@ def main() -> None:
 main.add_command(serve)
 main.add_command(import_)
 main.add_command(config)
+main.add_command(static)

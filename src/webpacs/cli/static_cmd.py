@@ -1,0 +1,210 @@
+"""``webpacs static``: build, serve, deploy and export static DICOMweb trees."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from webpacs.cli.common import config_options, console, settings_from, setup_logging
+from webpacs.errors import WebpacsError
+
+DEFAULT_OUT = "~/dicomweb"
+
+
+def _progress(
+    label: str, unit: str, show: bool = True
+) -> tuple[Progress, Callable[[int], None], Callable[[], None]]:
+    progress = Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show,
+    )
+    task = progress.add_task(label, total=None, rate="")
+
+    def start(total: int) -> None:
+        progress.update(task, total=total)
+
+    def step() -> None:
+        t = progress.tasks[0]
+        elapsed = t.elapsed or 0
+        rate = f"{(t.completed + 1) / elapsed:.0f} {unit}/s" if elapsed > 0 else ""
+        progress.update(task, advance=1, rate=rate)
+
+    return progress, start, step
+
+
+@click.group("static")
+def static() -> None:
+    """Static DICOMweb trees (static-wado / OHIF layout)."""
+
+
+@static.command()
+@config_options
+@click.option("--out", "-o", default=DEFAULT_OUT, show_default=True, help="Tree directory.")
+@click.option("--study", "studies", multiple=True, help="Only this study (repeatable).")
+@click.option(
+    "--from",
+    "from_files",
+    is_flag=True,
+    help="Build straight from the Part 10 PATHS (files or directories), not from the store.",
+)
+@click.argument("from_paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--dedup", is_flag=True, help="Also write the deduplicated metadata form.")
+@click.option("--incremental", is_flag=True, help="Only studies changed since the last build.")
+@click.option("--watch", is_flag=True, help="Keep following the change feed.")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="Watch poll seconds.")
+@click.option("--max-seconds", type=float, default=None, help="Stop watching after this long.")
+@click.option("--clean", is_flag=True, help="Remove the existing tree first.")
+@click.option(
+    "--max-public-inline",
+    type=int,
+    default=131074,
+    show_default=True,
+    help="Longest public binary value kept inline (bytes).",
+)
+@click.option(
+    "--max-private-inline",
+    type=int,
+    default=64,
+    show_default=True,
+    help="Longest private binary value kept inline (bytes).",
+)
+def build(
+    config_files: tuple[str, ...],
+    data_dir: str | None,
+    verbose: int,
+    out: str,
+    studies: tuple[str, ...],
+    from_files: bool,
+    from_paths: tuple[Path, ...],
+    dedup: bool,
+    incremental: bool,
+    watch: bool,
+    interval: float,
+    max_seconds: float | None,
+    clean: bool,
+    max_public_inline: int,
+    max_private_inline: int,
+) -> None:
+    """Write a static DICOMweb tree from the store, or from Part 10 PATHS with --from."""
+    from webpacs.cli.importer import iter_files
+    from webpacs.static import build as b
+    from webpacs.static.instance import Thresholds
+    from webpacs.static.tree import Tree
+
+    setup_logging(verbose)
+    if bool(from_paths) != from_files:
+        raise click.UsageError("give PATHS with --from (and only with --from)")
+    tree = Tree(out)
+    if clean:
+        tree.clean()
+    opts = b.Options(Thresholds(max_public_inline, max_private_inline), dedup)
+    progress, start, step = _progress("static build", "instances")
+    try:
+        if from_paths:
+            files = list(iter_files(list(from_paths)))
+            with progress:
+                report = b.build_from_files(files, tree, opts, on_start=start, on_instance=step)
+        else:
+            from webpacs.storage.registry import open_store
+
+            st = open_store(settings_from(config_files, {"dataDir": data_dir}))
+            try:
+                with progress:
+                    report = b.build(
+                        st,
+                        tree,
+                        opts,
+                        studies=list(studies) or None,
+                        incremental=incremental or watch,
+                        on_start=start,
+                        on_instance=step,
+                    )
+                if watch:
+                    console.print(f"watching the change feed (every {interval:g}s)")
+                    b.watch(
+                        st,
+                        tree,
+                        opts,
+                        interval=interval,
+                        max_seconds=max_seconds,
+                        on_report=lambda r: _summary(r, verbose),
+                    )
+            finally:
+                st.close()
+    except WebpacsError as e:
+        raise click.ClickException(str(e)) from e
+    _summary(report, verbose)
+    for path, reason in report.failures:
+        console.print(f"[red]not included[/] {path}: {reason}")
+    console.print(f"tree: [bold]{tree.root}[/]")
+    if report.failures:
+        sys.exit(1)
+
+
+def _summary(report: Any, verbose: int) -> None:
+    console.print(
+        f"{report.studies} studies written, {report.removed} removed, {report.instances} instances,"
+        f" {report.files} files in {report.seconds:.2f}s ({report.rate:.0f} instances/s)"
+    )
+
+
+@static.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False), default=DEFAULT_OUT)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=8043, show_default=True, help="HTTP port.")
+def serve(root: str, host: str, port: int) -> None:
+    """Serve the static subset of DICOMweb from a tree (see webpacs.static.serve)."""
+    import uvicorn
+
+    from webpacs.static.serve import create_static_app
+
+    console.print(f"static DICOMweb from {root}: [bold]http://{host}:{port}/studies[/]")
+    uvicorn.run(create_static_app(root), host=host, port=port, log_level="warning")
+
+
+@static.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.argument("url")
+@click.option("--endpoint-url", default=None, help="S3-compatible endpoint (default: AWS).")
+@click.option("--delete", is_flag=True, help="Remove remote objects the tree no longer has.")
+def deploy(root: str, url: str, endpoint_url: str | None, delete: bool) -> None:
+    """Upload a tree to s3://bucket/prefix (only changed files)."""
+    from webpacs.static.deploy import deploy as run
+
+    progress, start, step = _progress("deploy", "files")
+    try:
+        with progress:
+            r = run(
+                root, url, endpoint_url=endpoint_url, delete=delete, on_start=start, on_file=step
+            )
+    except WebpacsError as e:
+        raise click.ClickException(str(e)) from e
+    console.print(
+        f"{r.uploaded} uploaded ({r.bytes} bytes), {r.unchanged} unchanged, {r.deleted} deleted"
+    )
+
+
+@static.command()
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.option("--study", required=True, help="Study Instance UID.")
+@click.option("--series", default=None, help="Only this series.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output dir.")
+def export(root: str, study: str, series: str | None, out: str) -> None:
+    """Rebuild Part 10 files (OUT/<study>/<series>/<sop>.dcm) from a tree."""
+    from webpacs.static.export import export as run
+
+    try:
+        files = run(root, study, out, series=series)
+    except WebpacsError as e:
+        raise click.ClickException(str(e)) from e
+    console.print(f"{len(files)} instance(s) written under {out}")

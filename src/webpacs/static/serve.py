@@ -1,0 +1,189 @@
+"""``webpacs static serve``: the static subset of DICOMweb, answered from a tree's files.
+
+Supported (everything else is 404):
+
+* ``GET /studies``, ``/studies/{S}/series``, ``/studies/{S}/series/{X}/instances`` and
+  ``/studies/{S}/instances``: the ``index.json.gz`` files. Query parameters are ignored except
+  equality on ``PatientID`` and ``StudyInstanceUID`` (studies), ``SeriesInstanceUID`` and
+  ``Modality`` (series), ``SOPInstanceUID`` (instances), plus ``limit`` and ``offset``.
+  Results carry no ``RetrieveURL``.
+* ``GET .../series/{X}/metadata`` and ``.../instances/{I}/metadata``: ``metadata.gz``.
+* ``GET .../instances/{I}/frames/{n[,m...]}``: the ``.mht``/``.mht.gz`` files, as
+  ``multipart/related`` (several frames are joined into one multipart body).
+* ``GET /studies/{S}/bulkdata/...``: bulk data files (relative ``BulkDataURI``s resolve here).
+
+Unfiltered gzip'd files are sent as they are, with ``Content-Encoding: gzip``, to clients
+that accept gzip, and decompressed for the others.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from webpacs.core.multipart import iter_multipart, multipart_content_type, new_boundary
+from webpacs.core.uids import check_uid
+from webpacs.errors import InvalidRequest
+from webpacs.static.tree import read_part
+
+JSON = "application/dicom+json"
+_FILTERS = {
+    "studies": {"PatientID": "00100020", "StudyInstanceUID": "0020000D"},
+    "series": {"SeriesInstanceUID": "0020000E", "Modality": "00080060"},
+    "instances": {"SOPInstanceUID": "00080018"},
+}
+_BULK = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{60}\.mht\.gz$")
+
+
+def accepts_gzip(request: Request) -> bool:
+    """The client accepts ``Content-Encoding: gzip`` (``gzip`` listed without ``q=0``)."""
+    for item in request.headers.get("accept-encoding", "").split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            return "q=0" not in params.replace(" ", "") or "q=0." in params.replace(" ", "")
+    return False
+
+
+def _not_found(what: str) -> Response:
+    return Response(
+        orjson.dumps({"error": f"{what} not found"}), 404, media_type="application/json"
+    )
+
+
+def _uids(request: Request) -> list[str]:
+    p = request.path_params
+    try:
+        return [check_uid(p[k], k) for k in ("study", "series", "instance") if k in p]
+    except InvalidRequest:
+        return []
+
+
+def _gz_response(request: Request, path: Path, media_type: str) -> Response:
+    data = path.read_bytes()
+    if accepts_gzip(request):
+        return Response(data, media_type=media_type, headers={"Content-Encoding": "gzip"})
+    return Response(gzip.decompress(data), media_type=media_type)
+
+
+def _filtered(request: Request, kind: str, files: list[Path]) -> Response:
+    params = request.query_params
+    wanted = {tag: params[k] for k, tag in _FILTERS[kind].items() if k in params}
+    paging = "limit" in params or "offset" in params
+    if len(files) == 1 and not wanted and not paging:
+        return _gz_response(request, files[0], JSON)
+    rows: list[dict[str, Any]] = []
+    for f in files:
+        rows += orjson.loads(gzip.decompress(f.read_bytes()))
+    rows = [
+        r
+        for r in rows
+        if all((r.get(t, {}).get("Value") or [None])[0] == v for t, v in wanted.items())
+    ]
+    offset = int(params.get("offset", 0) or 0)
+    limit = int(params["limit"]) if params.get("limit") else None
+    rows = rows[offset : offset + limit if limit is not None else None]
+    return Response(orjson.dumps(rows), media_type=JSON)
+
+
+def create_static_app(root: str | Path) -> Starlette:
+    """A Starlette app answering the static subset of DICOMweb from the tree at ``root``."""
+    base = Path(root).expanduser()
+
+    async def studies(request: Request) -> Response:
+        f = base / "studies/index.json.gz"
+        return (
+            _filtered(request, "studies", [f]) if f.exists() else Response(b"[]", media_type=JSON)
+        )
+
+    async def series(request: Request) -> Response:
+        uids = _uids(request)
+        f = base / f"studies/{uids[0]}/series/index.json.gz" if uids else None
+        return _filtered(request, "series", [f]) if f and f.exists() else _not_found("study")
+
+    async def instances(request: Request) -> Response:
+        uids = _uids(request)
+        if len(uids) == 2:
+            f = base / f"studies/{uids[0]}/series/{uids[1]}/instances/index.json.gz"
+            return _filtered(request, "instances", [f]) if f.exists() else _not_found("series")
+        if not uids or not (base / f"studies/{uids[0]}").exists():
+            return _not_found("study")
+        files = sorted((base / f"studies/{uids[0]}/series").glob("*/instances/index.json.gz"))
+        return _filtered(request, "instances", files)
+
+    async def metadata(request: Request) -> Response:
+        uids = _uids(request)
+        if len(uids) < 2:
+            return _not_found("series")
+        rel = f"studies/{uids[0]}/series/{uids[1]}"
+        if len(uids) == 3:
+            rel += f"/instances/{uids[2]}"
+        f = base / rel / "metadata.gz"
+        return _gz_response(request, f, JSON) if f.exists() else _not_found("metadata")
+
+    async def frames(request: Request) -> Response:
+        uids = _uids(request)
+        if len(uids) != 3:
+            return _not_found("instance")
+        fdir = base / f"studies/{uids[0]}/series/{uids[1]}/instances/{uids[2]}/frames"
+        numbers = request.path_params["frames"].split(",")
+        files = []
+        for n in numbers:
+            if not n.strip().isdigit():
+                return Response(b"frame numbers must be positive integers", 400)
+            found = [p for p in (fdir / f"{int(n)}.mht", fdir / f"{int(n)}.mht.gz") if p.exists()]
+            if not found:
+                return _not_found(f"frame {n}")
+            files.append(found[0])
+        parts = []
+        for f in files:
+            data = f.read_bytes()
+            parts.append(read_part(gzip.decompress(data) if f.name.endswith(".gz") else data))
+        ctype = parts[0][2]
+        part_type, _, param = ctype.partition(";")
+        ts = param.split("=", 1)[1].strip() if "=" in param else None
+        if len(files) == 1:
+            boundary = parts[0][0]
+            headers = {"Content-Encoding": "gzip"} if files[0].name.endswith(".gz") else {}
+            if headers and accepts_gzip(request):
+                body = files[0].read_bytes()
+            else:
+                body, headers = (
+                    b"".join(iter_multipart([({"Content-Type": ctype}, [parts[0][1]])], boundary)),
+                    {},
+                )
+            return Response(
+                body, headers=headers, media_type=multipart_content_type(part_type, boundary, ts)
+            )
+        boundary = new_boundary()
+        body = b"".join(iter_multipart([({"Content-Type": p[2]}, [p[1]]) for p in parts], boundary))
+        return Response(body, media_type=multipart_content_type(part_type, boundary, ts))
+
+    async def bulkdata(request: Request) -> Response:
+        uids = _uids(request)
+        path = request.path_params["path"]
+        f = base / f"studies/{uids[0]}/bulkdata/{path}" if uids and _BULK.match(path) else None
+        if f is None or not f.exists():
+            return _not_found("bulk data")
+        boundary, _body, ctype = read_part(gzip.decompress(f.read_bytes()))
+        return _gz_response(request, f, multipart_content_type(ctype, boundary))
+
+    s, x, i = "/studies/{study}", "/series/{series}", "/instances/{instance}"
+    routes = [
+        Route("/studies", studies),
+        Route(f"{s}/series", series),
+        Route(f"{s}{x}/instances", instances),
+        Route(f"{s}/instances", instances),
+        Route(f"{s}{x}/metadata", metadata),
+        Route(f"{s}{x}{i}/metadata", metadata),
+        Route(f"{s}{x}{i}/frames/{{frames}}", frames),
+        Route(f"{s}/bulkdata/{{path:path}}", bulkdata),
+    ]
+    return Starlette(routes=routes)
