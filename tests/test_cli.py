@@ -119,3 +119,39 @@ def test_serve_prints_urls_and_serves(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     assert base in err
+
+
+def test_concurrent_imports_share_one_store(tmp_path: Path) -> None:
+    """Two processes writing one embedded store: every instance lands, the index stays sound."""
+    import sqlite3
+
+    from tests.contract import make_instance
+
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        for i in range(30):
+            uid = f"1.2.826.0.1.3680043.8.498.55.{ord(d)}.{i}"
+            data = make_instance(
+                {}, SOPInstanceUID=uid, SeriesInstanceUID=f"1.2.826.0.1.3680043.8.498.55.{ord(d)}"
+            )
+            (tmp_path / d / f"{i}.dcm").write_bytes(data)
+    data_dir = tmp_path / "data"
+    procs = [
+        subprocess.Popen(
+            [*WEBPACS, "import", str(tmp_path / d), "--data-dir", str(data_dir), "-j", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for d in ("a", "b")
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    db = sqlite3.connect(data_dir / "index.sqlite3")
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("SELECT count(*) FROM instances").fetchone()[0] == 60
+        assert db.execute("SELECT num_instances, num_series FROM studies").fetchall() == [(60, 2)]
+    finally:
+        db.close()
