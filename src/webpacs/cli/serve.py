@@ -32,9 +32,9 @@ def serve(
     )
     srv = settings.section("server")
     base = f"http://{srv['host']}:{srv['port']}{srv['rootPath'].rstrip('/')}"
-    console.print(f"[bold]webpacs[/] data in {settings.data_dir}")
-    console.print(f"DICOMweb: [bold]{base}[/]  (QIDO: {base}/studies)")
-    console.print(f"WADO-URI: {base}/wado")
+    console.print(f"[bold]webpacs[/] data in {settings.data_dir}", soft_wrap=True)
+    console.print(f"DICOMweb: [bold]{base}[/]  (QIDO: {base}/studies)", soft_wrap=True)
+    console.print(f"WADO-URI: {base}/wado", soft_wrap=True)
     os.environ["WEBPACS_EFFECTIVE_SETTINGS"] = orjson.dumps(settings.values).decode()
     uvicorn.run(
         "webpacs.web.factory:app",
