@@ -5,7 +5,8 @@ statuses only in ``webpacs.dimse.status``::
 
     WebpacsError
     ├── InvalidRequest          bad query value, bad UID, malformed body   (HTTP 400)
-    │   └── InvalidDicom        not a storable DICOM object                  (STOW/DIMSE C000)
+    │   ├── InvalidDicom        not a storable DICOM object                  (STOW/DIMSE C000)
+    │   └── WrongStudy          instance of another study than the URL's     (STOW C409)
     ├── NotFound                unknown study/series/instance/frame          (HTTP 404)
     ├── Conflict                same SOP Instance UID, different content     (HTTP 409)
     ├── NotAcceptable           no acceptable representation                 (HTTP 406)
@@ -39,6 +40,10 @@ class InvalidRequest(WebpacsError):
 
 class InvalidDicom(InvalidRequest):
     """The bytes are not a DICOM instance webpacs can store."""
+
+
+class WrongStudy(InvalidRequest):
+    """An instance sent to ``/studies/{study}`` belongs to another study."""
 
 
 class NotFound(WebpacsError):

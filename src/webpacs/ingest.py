@@ -35,7 +35,7 @@ from webpacs.core.dicomjson import build_metadata
 from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans
 from webpacs.core.query import normalize_date, normalize_datetime, normalize_time
 from webpacs.core.uids import check_uid
-from webpacs.errors import Conflict, InvalidDicom, InvalidRequest
+from webpacs.errors import Conflict, InvalidDicom, InvalidRequest, WrongStudy
 from webpacs.storage.base import Blobs, Index, InstanceRecord, Outcome
 
 log = logging.getLogger("webpacs.ingest")
@@ -208,7 +208,7 @@ def prepare(
             raise InvalidDicom(str(e)) from e
     details = {"sop_class_uid": ids["SOPClassUID"], "sop_uid": ids["SOPInstanceUID"]}
     if expected_study is not None and ids["StudyInstanceUID"] != expected_study:
-        raise InvalidRequest(
+        raise WrongStudy(
             f"instance {ids['SOPInstanceUID']} belongs to study {ids['StudyInstanceUID']},"
             f" not to {expected_study}",
             **details,

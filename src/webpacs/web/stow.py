@@ -67,7 +67,7 @@ def _reason(exc: errors.WebpacsError) -> int:
         return OUT_OF_RESOURCES
     if isinstance(exc, errors.InvalidDicom):
         return CANNOT_UNDERSTAND
-    if isinstance(exc, errors.InvalidRequest) and "belongs to study" in str(exc):
+    if isinstance(exc, errors.WrongStudy):
         return STUDY_MISMATCH
     return PROCESSING_FAILURE
 
