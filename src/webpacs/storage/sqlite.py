@@ -31,7 +31,6 @@ log = logging.getLogger("webpacs.index")
 _TABLE = {Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
 _ALIAS = {Level.PATIENT: "st", Level.STUDY: "st", Level.SERIES: "se", Level.INSTANCE: "i"}
 _UID_COL = {Level.STUDY: "study_uid", Level.SERIES: "series_uid", Level.INSTANCE: "sop_uid"}
-_SUMMARY = STORED[Level.STUDY]  # patient + study attributes: follow the newest instance
 
 
 _OWN_UIDS = {"StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"}
@@ -78,6 +77,25 @@ def _schema() -> str:
     CREATE INDEX IF NOT EXISTS series_modality ON series(modality);
     CREATE INDEX IF NOT EXISTS conflicts_study ON conflicts(study_uid);
     """
+
+
+def _summary(level: Level, attrs: dict[str, str], meta: dict[str, Any]) -> dict[str, Any]:
+    """A level's columns for one instance: its match values and its DICOM JSON projection."""
+    row: dict[str, Any] = {a.column: attrs.get(a.keyword) for a in _cols(level)}
+    row["json"] = orjson.dumps(project(meta, STORED[level]))
+    return row
+
+
+def _insert_row(db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
+    marks = ",".join("?" * len(row))
+    db.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values()))
+
+
+def _update_row(db: sqlite3.Connection, level: Level, uid: str, row: dict[str, Any]) -> None:
+    sets = ", ".join(f"{k} = ?" for k in row)
+    db.execute(
+        f"UPDATE {_TABLE[level]} SET {sets} WHERE {_UID_COL[level]} = ?", [*row.values(), uid]
+    )
 
 
 def _glob_escape(pattern: str) -> str:
@@ -223,114 +241,78 @@ class SqliteIndex:
             return outcome, old
 
     def _insert(self, db: sqlite3.Connection, rec: InstanceRecord, meta: dict[str, Any]) -> None:
-        attrs = rec.attributes
         now = rec.received or time.time()
-        icols = _cols(Level.INSTANCE)
-        db.execute(
-            "INSERT INTO instances (sop_uid, series_uid, study_uid, sop_class_uid,"
-            " transfer_syntax, blob_key, size, digest, received"
-            + "".join(f", {a.column}" for a in icols)
-            + ", json, metadata, framemap, attributes) VALUES ("
-            + ",".join("?" * (13 + len(icols)))
-            + ")",
-            [
-                rec.sop_uid,
-                rec.series_uid,
-                rec.study_uid,
-                rec.sop_class_uid,
-                rec.transfer_syntax,
-                rec.blob_key,
-                rec.size,
-                rec.digest,
-                now,
-                *[attrs.get(a.keyword) for a in icols],
-                orjson.dumps(project(meta, STORED[Level.INSTANCE])),
-                rec.metadata,
-                orjson.dumps(rec.framemap),
-                orjson.dumps(attrs),
-            ],
-        )
-        # series summary follows the newest instance
-        scols = _cols(Level.SERIES)
-        sjson = orjson.dumps(project(meta, STORED[Level.SERIES]))
-        cur = db.execute("SELECT latest FROM series WHERE series_uid = ?", (rec.series_uid,))
-        srow = cur.fetchone()
-        if srow is None:
-            db.execute(
-                "INSERT INTO series (series_uid, study_uid"
-                + "".join(f", {a.column}" for a in scols)
-                + ", json, rep_sop, latest) VALUES ("
-                + ",".join("?" * (5 + len(scols)))
-                + ")",
-                [
-                    rec.series_uid,
-                    rec.study_uid,
-                    *[attrs.get(a.keyword) for a in scols],
-                    sjson,
-                    rec.sop_uid,
-                    now,
-                ],
-            )
-        elif now >= srow[0]:
-            db.execute(
-                "UPDATE series SET "
-                + "".join(f"{a.column} = ?, " for a in scols)
-                + "json = ?, rep_sop = ?, latest = ? WHERE series_uid = ?",
-                [*[attrs.get(a.keyword) for a in scols], sjson, rec.sop_uid, now, rec.series_uid],
-            )
-        self._study_summary(db, rec, meta, now)
+        row = {
+            "sop_uid": rec.sop_uid,
+            "series_uid": rec.series_uid,
+            "study_uid": rec.study_uid,
+            "sop_class_uid": rec.sop_class_uid,
+            "transfer_syntax": rec.transfer_syntax,
+            "blob_key": rec.blob_key,
+            "size": rec.size,
+            "digest": rec.digest,
+            "received": now,
+            **_summary(Level.INSTANCE, rec.attributes, meta),
+            "metadata": rec.metadata,
+            "framemap": orjson.dumps(rec.framemap),
+            "attributes": orjson.dumps(rec.attributes),
+        }
+        _insert_row(db, "instances", row)
+        # the series and study summaries follow the newest instance
+        for level in (Level.SERIES, Level.STUDY):
+            uid = rec.series_uid if level is Level.SERIES else rec.study_uid
+            summary = _summary(level, rec.attributes, meta) | {
+                "rep_sop": rec.sop_uid,
+                "latest": now,
+            }
+            cols = _cols(level)
+            found = db.execute(
+                f"SELECT latest{''.join(', ' + a.column for a in cols)} FROM {_TABLE[level]}"
+                f" WHERE {_UID_COL[level]} = ?",
+                (uid,),
+            ).fetchone()
+            if found is None:
+                extra = {"study_uid": rec.study_uid} if level is Level.SERIES else {}
+                _insert_row(db, _TABLE[level], {_UID_COL[level]: uid, **extra, **summary})
+                continue
+            if level is Level.STUDY:
+                self._record_disagreements(db, rec, dict(zip(cols, found[1:], strict=True)), now)
+            if now >= found[0]:
+                _update_row(db, level, uid, summary)
         self._log(db, "put", rec)
         self._aggregates(db, rec.study_uid, rec.series_uid)
 
-    def _study_summary(
-        self, db: sqlite3.Connection, rec: InstanceRecord, meta: dict[str, Any], now: float
+    def _record_disagreements(
+        self,
+        db: sqlite3.Connection,
+        rec: InstanceRecord,
+        current: dict[Attribute, str | None],
+        now: float,
     ) -> None:
-        attrs = rec.attributes
-        cols = _cols(Level.STUDY)
-        stjson = orjson.dumps(project(meta, _SUMMARY))
-        row = db.execute(
-            "SELECT latest" + "".join(f", {a.column}" for a in cols) + " FROM studies"
-            " WHERE study_uid = ?",
-            (rec.study_uid,),
-        ).fetchone()
-        if row is None:
-            db.execute(
-                "INSERT INTO studies (study_uid"
-                + "".join(f", {a.column}" for a in cols)
-                + ", json, rep_sop, latest) VALUES ("
-                + ",".join("?" * (4 + len(cols)))
-                + ")",
-                [
-                    rec.study_uid,
-                    *[attrs.get(a.keyword) for a in cols],
-                    stjson,
-                    rec.sop_uid,
-                    now,
-                ],
+        """Log and keep patient/study attributes in which ``rec`` differs from its study."""
+        for a, previous in current.items():
+            value = rec.attributes.get(a.keyword)
+            if previous is None or value is None or previous == value:
+                continue
+            log.warning(
+                "study %s: %s of instance %s is %r, the study had %r",
+                rec.study_uid,
+                a.keyword,
+                rec.sop_uid,
+                value,
+                previous,
             )
-            return
-        for a, previous in zip(cols, row[1:], strict=True):
-            value = attrs.get(a.keyword)
-            if previous is not None and value is not None and previous != value:
-                log.warning(
-                    "study %s: %s of instance %s is %r, the study had %r",
-                    rec.study_uid,
-                    a.keyword,
-                    rec.sop_uid,
-                    value,
-                    previous,
-                )
-                db.execute(
-                    "INSERT INTO conflicts (study_uid, sop_uid, keyword, previous, value, time)"
-                    " VALUES (?,?,?,?,?,?)",
-                    (rec.study_uid, rec.sop_uid, a.keyword, previous, value, now),
-                )
-        if now >= row[0]:
-            db.execute(
-                "UPDATE studies SET "
-                + "".join(f"{a.column} = ?, " for a in cols)
-                + "json = ?, rep_sop = ?, latest = ? WHERE study_uid = ?",
-                [*[attrs.get(a.keyword) for a in cols], stjson, rec.sop_uid, now, rec.study_uid],
+            _insert_row(
+                db,
+                "conflicts",
+                {
+                    "study_uid": rec.study_uid,
+                    "sop_uid": rec.sop_uid,
+                    "keyword": a.keyword,
+                    "previous": previous,
+                    "value": value,
+                    "time": now,
+                },
             )
 
     def _log(self, db: sqlite3.Connection, op: str, rec: InstanceRecord) -> None:
@@ -381,21 +363,8 @@ class SqliteIndex:
             ).fetchone()
             if nxt is None:
                 continue
-            meta = orjson.loads(nxt[1])
-            attrs = orjson.loads(nxt[2])
-            cols = _cols(level)
-            db.execute(
-                f"UPDATE {table} SET "
-                + "".join(f"{a.column} = ?, " for a in cols)
-                + f"json = ?, rep_sop = ?, latest = ? WHERE {_UID_COL[level]} = ?",
-                [
-                    *[attrs.get(a.keyword) for a in cols],
-                    orjson.dumps(project(meta, STORED[level])),
-                    nxt[0],
-                    nxt[3],
-                    uid,
-                ],
-            )
+            summary = _summary(level, orjson.loads(nxt[2]), orjson.loads(nxt[1]))
+            _update_row(db, level, uid, summary | {"rep_sop": nxt[0], "latest": nxt[3]})
         if log_change:
             self._log(db, "delete", rec)
         self._aggregates(db, rec.study_uid, rec.series_uid)
