@@ -249,13 +249,15 @@ def _merge_ae(
         if not isinstance(entry, dict):
             raise ConfigError(f"{origin}: {where} must be an object, not {type(entry).__name__}")
         target = into.setdefault(name, {})
+        value: Any
         for key, value in entry.items():
             if key not in AE_KEYS:
                 raise ConfigError(
                     f"{origin}: unknown key {where + '.' + key!r} (known: {', '.join(AE_KEYS)})"
                 )
             want = AE_KEYS[key]
-            if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+            typed = isinstance(value, want) and not (want is int and isinstance(value, bool))
+            if not typed:
                 raise ConfigError(
                     f"{origin}: {where}.{key} must be {want.__name__}, not"
                     f" {type(value).__name__} ({value!r})"
