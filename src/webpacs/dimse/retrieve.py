@@ -81,17 +81,20 @@ def load(blobs: Blobs, rec: InstanceRecord) -> Dataset:
 def contexts(records: list[InstanceRecord]) -> list[PresentationContext]:
     """Presentation contexts to propose to a C-MOVE destination for ``records``.
 
-    One per SOP Class and stored transfer syntax; an uncompressed one may also be sent
-    in the other uncompressed syntaxes. Past ``MAX_CONTEXTS`` the rest are dropped and
-    their sub-operations fail.
+    One per SOP Class and stored transfer syntax, so that a destination accepting it
+    receives the stored bytes unchanged; and for uncompressed ones a second context
+    offering the little endian syntaxes, into which pynetdicom may convert. Past
+    ``MAX_CONTEXTS`` (PS3.8 9.3.2.2) the rest are dropped and their sub-operations fail.
     """
     wanted: dict[tuple[str, str], None] = {}
     for rec in records:
-        ts = rec.transfer_syntax
-        wanted[(rec.sop_class_uid, "" if ts in _UNCOMPRESSED else ts)] = None
+        wanted[(rec.sop_class_uid, rec.transfer_syntax)] = None
+        if rec.transfer_syntax in _UNCOMPRESSED:
+            wanted[(rec.sop_class_uid, "")] = None
     out = []
     for sop_class, ts in wanted:
-        out.append(build_context(sop_class, [ts] if ts else list(_UNCOMPRESSED)))
+        syntaxes = [ts] if ts else [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+        out.append(build_context(sop_class, syntaxes))
     if len(out) > MAX_CONTEXTS:
         log.warning("C-MOVE: %d presentation contexts needed, %d proposed", len(out), MAX_CONTEXTS)
     return out[:MAX_CONTEXTS]

@@ -11,7 +11,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import (
+    AE,
+    ALL_TRANSFER_SYNTAXES,
+    AllStoragePresentationContexts,
+    StoragePresentationContexts,
+    evt,
+)
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated names
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
@@ -59,10 +65,10 @@ def build_ae(settings: Settings) -> AE:
     ae.network_timeout = d["networkTimeout"]
     ae.connection_timeout = d["connectionTimeout"]
     ae.add_supported_context(Verification)
-    for cx in AllStoragePresentationContexts:
-        ae.add_supported_context(
-            str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True
-        )
+    storage = {str(cx.abstract_syntax): None for cx in AllStoragePresentationContexts}
+    storage.update({str(cx.abstract_syntax): None for cx in StoragePresentationContexts})
+    for sop_class in storage:  # the current and the retired storage SOP Classes
+        ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
     for sop_class in QUERY_RETRIEVE:
         ae.add_supported_context(sop_class)
     if d["restrictCallingAe"]:
