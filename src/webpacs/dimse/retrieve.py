@@ -93,7 +93,7 @@ def contexts(records: list[InstanceRecord]) -> list[PresentationContext]:
             wanted[(rec.sop_class_uid, "")] = None
     out = []
     for sop_class, ts in wanted:
-        syntaxes = [ts] if ts else [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
+        syntaxes: list[str] = [ts] if ts else [ExplicitVRLittleEndian, ImplicitVRLittleEndian]
         out.append(build_context(sop_class, syntaxes))
     if len(out) > MAX_CONTEXTS:
         log.warning("C-MOVE: %d presentation contexts needed, %d proposed", len(out), MAX_CONTEXTS)

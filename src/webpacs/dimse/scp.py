@@ -119,6 +119,9 @@ def start_scp(settings: Settings, store: Store | None = None) -> ScpHandle:
     ``shutdown``. Port 0 picks a free port: see ``ScpHandle.port``.
     """
     view = settings.for_service("dimse")
+    pynetdicom_log = logging.getLogger("pynetdicom")
+    if pynetdicom_log.level == logging.NOTSET:  # per-PDU INFO lines: only when asked for
+        pynetdicom_log.setLevel(logging.WARNING)
     own = open_store(view) if store is None else None
     the_store = store if store is not None else own
     assert the_store is not None
