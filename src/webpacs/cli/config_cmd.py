@@ -6,6 +6,7 @@ import click
 from rich.table import Table
 
 from webpacs.cli.common import config_options, console, settings_from
+from webpacs.config import SERVICES, SHARED
 
 
 @click.group()
@@ -15,10 +16,22 @@ def config() -> None:
 
 @config.command()
 @config_options
-def show(config_files: tuple[str, ...], data_dir: str | None, verbose: int) -> None:
+@click.option(
+    "--service",
+    type=click.Choice(SERVICES),
+    default=None,
+    help="Show the effective view of one service (its dataDir, index, blobs resolved).",
+)
+def show(
+    config_files: tuple[str, ...], data_dir: str | None, verbose: int, service: str | None
+) -> None:
     """Print every setting, its effective value and its source."""
     settings = settings_from(config_files, {"dataDir": data_dir})
+    if service is not None:
+        settings = settings.for_service(service)
     table = Table("setting", "value", "from")
     for path, source in sorted(settings.sources.items()):
-        table.add_row(".".join(path), repr(settings.get(*path)), source)
+        value = settings.get(*path)
+        shown = f"(inherits {path[-1]})" if value is None and path[-1] in SHARED else repr(value)
+        table.add_row(".".join(path), shown, source)
     console.print(table)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 import orjson
 import uvicorn
 
 from webpacs.cli.common import config_options, console, settings_from, setup_logging
+from webpacs.dimse import start_scp
 
 
 @click.command()
@@ -16,6 +18,7 @@ from webpacs.cli.common import config_options, console, settings_from, setup_log
 @click.option("--host", default=None, help="Address to bind. [default: 127.0.0.1]")
 @click.option("--port", type=int, default=None, help="HTTP port. [default: 8042]")
 @click.option("--workers", type=int, default=None, help="Server processes. [default: 1]")
+@click.option("--dimse/--no-dimse", default=True, help="Also run the DIMSE SCP. [default: on]")
 def serve(
     config_files: tuple[str, ...],
     data_dir: str | None,
@@ -23,6 +26,7 @@ def serve(
     host: str | None,
     port: int | None,
     workers: int | None,
+    dimse: bool,
 ) -> None:
     """Serve DICOMweb (QIDO-RS, WADO-RS, WADO-URI, STOW-RS) from the store."""
     setup_logging(verbose)
@@ -36,6 +40,15 @@ def serve(
     console.print(f"DICOMweb: [bold]{base}[/]  (QIDO: {base}/studies)", soft_wrap=True)
     console.print(f"WADO-URI: {base}/wado", soft_wrap=True)
     os.environ["WEBPACS_EFFECTIVE_SETTINGS"] = orjson.dumps(settings.values).decode()
+    scp = start_scp(settings) if dimse else None  # DIMSE SCP in this process (see webpacs scp)
+    try:
+        _run(srv, verbose)
+    finally:
+        if scp is not None:
+            scp.shutdown()
+
+
+def _run(srv: dict[str, Any], verbose: int) -> None:
     uvicorn.run(
         "webpacs.web.factory:app",
         factory=True,

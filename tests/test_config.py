@@ -1,0 +1,213 @@
+"""Layered configuration: order, environment and flags, inheritance, errors, the ae table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from webpacs.cli.main import main
+from webpacs.config import Settings, load
+from webpacs.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "home", tmp_path / "cwd"
+
+
+def settings(
+    dirs: tuple[Path, Path],
+    files: list[Path] | None = None,
+    env: dict[str, str] | None = None,
+    flags: dict[str, Any] | None = None,
+) -> Settings:
+    home, cwd = dirs
+    return load(files or [], flags, environ=env or {}, home=home, cwd=cwd)
+
+
+def test_defaults(dirs: tuple[Path, Path]) -> None:
+    s = settings(dirs)
+    assert s.get("dimse", "aeTitle") == "WEBPACS"
+    assert s.get("dimse", "port") == 11112
+    assert s.get("dimse", "host") == "127.0.0.1"
+    assert s.get("dimse", "restrictCallingAe") is False
+    assert s.get("queryAe") == s.get("proxyAe") == ""
+    assert s.get("ae") == {}
+    assert s.sources[("dimse", "port")] == "default"
+
+
+def test_layering_order(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    home, cwd = dirs
+    h = write(home / ".webpacs.json5", "{dimse: {port: 1, aeTitle: 'HOME', host: 'h'}}")
+    c = write(cwd / "webpacs.json5", "{dimse: {port: 2, aeTitle: 'CWD'}}")
+    one = write(tmp_path / "one.json5", "{dimse: {port: 3, maxAssociations: 3}}")
+    two = write(tmp_path / "two.json5", "// later -c files win\n{dimse: {port: 4}}")
+    s = settings(dirs, [one, two])
+    assert s.get("dimse", "port") == 4 and s.sources[("dimse", "port")] == str(two)
+    assert s.get("dimse", "maxAssociations") == 3
+    assert s.get("dimse", "aeTitle") == "CWD" and s.sources[("dimse", "aeTitle")] == str(c)
+    assert s.get("dimse", "host") == "h" and s.sources[("dimse", "host")] == str(h)
+    s = settings(dirs, [one, two], env={"WEBPACS_DIMSE_PORT": "5"})
+    assert s.get("dimse", "port") == 5
+    assert s.sources[("dimse", "port")] == "environment WEBPACS_DIMSE_PORT"
+    s = settings(dirs, [one, two], env={"WEBPACS_DIMSE_PORT": "5"}, flags={"dimse": {"port": 6}})
+    assert s.get("dimse", "port") == 6 and s.sources[("dimse", "port")] == "command line"
+    # a flag that was not given (None) does not override
+    s = settings(dirs, [one], env={"WEBPACS_DIMSE_PORT": "5"}, flags={"dimse": {"port": None}})
+    assert s.get("dimse", "port") == 5
+
+
+def test_environment_types(dirs: tuple[Path, Path]) -> None:
+    env = {
+        "WEBPACS_DIMSE_RESTRICTCALLINGAE": "true",
+        "WEBPACS_DIMSE_ACSETIMEOUT": "2.5",
+        "WEBPACS_DIMSE_AETITLE": "FROM_ENV",
+        "WEBPACS_DIMSE_DATADIR": "/srv/dimse",
+    }
+    s = settings(dirs, env=env)
+    assert s.get("dimse", "restrictCallingAe") is True
+    assert s.get("dimse", "acseTimeout") == 2.5
+    assert s.get("dimse", "aeTitle") == "FROM_ENV"
+    assert s.for_service("dimse").data_dir == Path("/srv/dimse")
+    with pytest.raises(ConfigError, match="environment WEBPACS_DIMSE_PORT.*dimse.port must be int"):
+        settings(dirs, env={"WEBPACS_DIMSE_PORT": "'x'"})
+
+
+def test_service_sections_inherit(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    f = write(tmp_path / "c.json5", "{dataDir: '/shared', dimse: {dataDir: '/dimse-only'}}")
+    s = settings(dirs, [f])
+    dimse, server, static = (s.for_service(n) for n in ("dimse", "server", "static"))
+    assert dimse.data_dir == Path("/dimse-only")
+    assert dimse.sources[("dataDir",)] == f"{f} (as dimse.dataDir)"
+    assert server.data_dir == static.data_dir == Path("/shared")
+    assert server.get("server", "dataDir") == "/shared"
+    assert server.sources[("server", "dataDir")] == f"{f} (inherited from dataDir)"
+    assert dimse.get("index") == "sqlite" and dimse.get("dimse", "index") == "sqlite"
+    assert s.get("dimse", "index") is None  # the layered value itself: unset = inherit
+    with pytest.raises(ValueError):
+        s.for_service("nope")
+
+
+def test_unknown_key_names_file_and_key(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    f = write(tmp_path / "bad.json5", "{dimse: {aeTitel: 'X'}}")
+    with pytest.raises(ConfigError) as e:
+        settings(dirs, [f])
+    assert str(f) in str(e.value) and "dimse.aeTitel" in str(e.value)
+    g = write(tmp_path / "bad2.json5", "{ae: {pacs: {title: 'P', host: 'h', port: 1, ip: 'x'}}}")
+    with pytest.raises(ConfigError) as e:
+        settings(dirs, [g])
+    assert str(g) in str(e.value) and "ae.pacs.ip" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("{dimse: {port: '11112'}}", "dimse.port", "int"),
+        ("{dimse: {restrictCallingAe: 1}}", "dimse.restrictCallingAe", "bool"),
+        ("{dimse: {dataDir: 3}}", "dimse.dataDir", "str"),
+        ("{queryAe: false}", "queryAe", "str"),
+        ("{ae: {pacs: {title: 'P', host: 'h', port: '104'}}}", "ae.pacs.port", "int"),
+        ("{ae: {pacs: {title: 'P', host: 'h', port: true}}}", "ae.pacs.port", "int"),
+        (
+            "{ae: {pacs: {title: 'P', host: 'h', port: 1, services: 'find'}}}",
+            "ae.pacs.services",
+            "list",
+        ),
+    ],
+)
+def test_bad_type_names_file_key_and_type(
+    dirs: tuple[Path, Path], tmp_path: Path, text: str, key: str, expected: str
+) -> None:
+    f = write(tmp_path / "bad.json5", text)
+    with pytest.raises(ConfigError) as e:
+        settings(dirs, [f])
+    message = str(e.value)
+    assert message.startswith(str(f)) and f"{key} must be {expected}" in message
+
+
+def test_ae_table(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    home, _ = dirs
+    write(
+        home / ".webpacs.json5",
+        """{ae: {
+            pacs: {title: 'HOSPITAL_PACS', host: 'pacs.example', port: 104,
+                   description: 'the hospital PACS', services: ['find', 'move']},
+            ws1: {host: '10.0.0.7', port: 11112},
+        }, queryAe: 'pacs'}""",
+    )
+    later = write(tmp_path / "c.json5", "{ae: {ws1: {port: 4242}}}")  # merged key by key
+    s = settings(dirs, [later])
+    assert s.ae("pacs") == {
+        "title": "HOSPITAL_PACS",
+        "host": "pacs.example",
+        "port": 104,
+        "description": "the hospital PACS",
+        "services": ["find", "move"],
+    }
+    ws1 = s.ae("ws1")
+    assert (ws1["title"], ws1["host"], ws1["port"]) == ("ws1", "10.0.0.7", 4242)
+    assert ws1["services"] == ["find", "move", "get", "store"]
+    assert s.sources[("ae", "ws1", "port")] == str(later)
+    assert s.sources[("ae", "ws1", "host")] == str(home / ".webpacs.json5")
+    assert s.ae_by_title("HOSPITAL_PACS") == s.ae("pacs")
+    assert s.ae_by_title("NOBODY") is None
+    env = {"WEBPACS_AE": "{pacs: {port: 11113}}"}
+    assert settings(dirs, env=env).ae("pacs")["port"] == 11113
+    with pytest.raises(ConfigError, match="no AE named 'nope'"):
+        s.ae("nope")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("{ae: {p: {title: 'P'}}}", "ae.p needs 'host'"),
+        ("{ae: {p: {title: 'P', host: 'h', port: 0}}}", "ae.p.port must be 1..65535"),
+        ("{ae: {p: {title: 'ÄÖ', host: 'h', port: 1}}}", "printable ASCII"),
+        (
+            "{ae: {p: {title: 'X', host: 'h', port: 1}, q: {title: 'X', host: 'h', port: 2}}}",
+            "also the title of ae.p",
+        ),
+        ("{ae: {p: {title: 'P', host: 'h', port: 1, services: ['push']}}}", "services must be"),
+        ("{ae: {'a very long name for an AE': {host: 'h', port: 1}}}", "needs a 'title'"),
+        ("{proxyAe: 'missing'}", "proxyAe 'missing' is not a name in the ae table"),
+        ("{dimse: {aeTitle: 'SEVENTEEN_CHARS_X'}}", "at most 16 characters"),
+        ("{ae: []}", "ae must be an object"),
+    ],
+)
+def test_ae_errors(dirs: tuple[Path, Path], tmp_path: Path, text: str, match: str) -> None:
+    f = write(tmp_path / "bad.json5", text)
+    with pytest.raises(ConfigError, match=match) as e:
+        settings(dirs, [f])
+    assert str(f) in str(e.value)
+
+
+def test_config_show(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "c.json5",
+        "{dimse: {aeTitle: 'SHOWN', dataDir: '/d'},"
+        " ae: {pacs: {title: 'PACS', host: 'h', port: 104}}}",
+    )
+    runner = CliRunner()
+    env = {"COLUMNS": "250", "HOME": str(tmp_path / "home"), "WEBPACS_DIMSE_PORT": "11999"}
+    r = runner.invoke(main, ["config", "show", "-c", str(f)], env=env)
+    assert r.exit_code == 0, r.output
+    lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if "│" in line}
+    assert "'SHOWN'" in lines["dimse.aeTitle"] and str(f) in lines["dimse.aeTitle"]
+    assert "11999" in lines["dimse.port"] and "WEBPACS_DIMSE_PORT" in lines["dimse.port"]
+    assert "'PACS'" in lines["ae.pacs.title"] and "104" in lines["ae.pacs.port"]
+    assert "(inherits dataDir)" in lines["server.dataDir"]
+    r = runner.invoke(main, ["config", "show", "-c", str(f), "--service", "dimse"], env=env)
+    lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if "│" in line}
+    assert "'/d'" in lines["dataDir"] and "as dimse.dataDir" in lines["dataDir"]
+    bad = write(tmp_path / "bad.json5", "{dimse: {nope: 1}}")
+    r = runner.invoke(main, ["config", "show", "-c", str(bad)], env=env)
+    assert r.exit_code == 2 and "dimse.nope" in r.output and str(bad) in r.output
