@@ -36,11 +36,16 @@ def serve(
     )
     srv = settings.section("server")
     base = f"http://{srv['host']}:{srv['port']}{srv['rootPath'].rstrip('/')}"
-    console.print(f"[bold]webpacs[/] data in {settings.data_dir}", soft_wrap=True)
+    console.print(
+        f"[bold]webpacs[/] data in {settings.for_service('server').data_dir}", soft_wrap=True
+    )
     console.print(f"DICOMweb: [bold]{base}[/]  (QIDO: {base}/studies)", soft_wrap=True)
     console.print(f"WADO-URI: {base}/wado", soft_wrap=True)
     os.environ["WEBPACS_EFFECTIVE_SETTINGS"] = orjson.dumps(settings.values).decode()
     scp = start_scp(settings) if dimse else None  # DIMSE SCP in this process (see webpacs scp)
+    if scp is not None:
+        d = settings.section("dimse")
+        console.print(f"DIMSE: AE {d['aeTitle']} on {d['host']}:{scp.port}", soft_wrap=True)
     try:
         _run(srv, verbose)
     finally:

@@ -39,7 +39,7 @@ async def home(request: Request) -> Response:
 def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     """Build the app; opens the configured store unless one is given."""
     own = st is None
-    the_store = st if st is not None else open_store(settings)
+    the_store = st if st is not None else open_store(settings.for_service("server"))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
