@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from webpacs.config import Settings, load
 from webpacs.errors import ConfigError
@@ -53,3 +54,30 @@ def settings_from(config_files: tuple[str, ...], overrides: dict[str, Any]) -> S
         return load(config_files, overrides)
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
+
+
+def progress_bar(
+    label: str, unit: str, show: bool = True
+) -> tuple[Progress, Callable[[int], None], Callable[[], None]]:
+    """A rich progress bar with a rate column: returns it, ``start(total)`` and ``step()``."""
+    progress = Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show,
+    )
+    task = progress.add_task(label, total=None, rate="")
+
+    def start(total: int) -> None:
+        progress.update(task, total=total)
+
+    def step() -> None:
+        t = progress.tasks[0]
+        elapsed = t.elapsed or 0
+        rate = f"{(t.completed + 1) / elapsed:.0f} {unit}/s" if elapsed > 0 else ""
+        progress.update(task, advance=1, rate=rate)
+
+    return progress, start, step

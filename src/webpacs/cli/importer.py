@@ -10,9 +10,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from webpacs.cli.common import config_options, console, settings_from, setup_logging
+from webpacs.cli.common import config_options, console, progress_bar, settings_from, setup_logging
 from webpacs.config import Settings
 from webpacs.errors import Conflict, WebpacsError
 from webpacs.ingest import Prepared, commit, prepare
@@ -76,15 +75,7 @@ def run_import(settings: Settings, files: list[Path], jobs: int, show: bool = Tr
     st = open_store(settings)
     counts: Counter[str] = Counter()
     failures: list[tuple[str, str]] = []
-    progress = Progress(
-        TextColumn("[bold]import"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not show,
-    )
+    progress, start, step = progress_bar("import", "files", show)
     try:
         with (
             progress,
@@ -92,7 +83,7 @@ def run_import(settings: Settings, files: list[Path], jobs: int, show: bool = Tr
                 max_workers=jobs, initializer=_init_worker, initargs=(settings.values,)
             ) as pool,
         ):
-            task = progress.add_task("import", total=len(files), rate="")
+            start(len(files))
             for path, prepared, error in pool.map(_prepare, [str(f) for f in files], chunksize=4):
                 if prepared is not None:
                     try:
@@ -107,10 +98,7 @@ def run_import(settings: Settings, files: list[Path], jobs: int, show: bool = Tr
                 else:
                     counts["failed"] += 1
                     failures.append((path, error or "unknown error"))
-                elapsed = progress.tasks[0].elapsed or 0
-                done = progress.tasks[0].completed + 1
-                rate = f"{done / elapsed:.0f} files/s" if elapsed > 0 else ""
-                progress.update(task, advance=1, rate=rate)
+                step()
     finally:
         st.close()
     if show:

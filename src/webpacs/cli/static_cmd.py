@@ -3,43 +3,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from webpacs.cli.common import config_options, console, settings_from, setup_logging
+from webpacs.cli.common import config_options, console, progress_bar, settings_from, setup_logging
 from webpacs.errors import WebpacsError
 
 DEFAULT_OUT = "~/dicomweb"
-
-
-def _progress(
-    label: str, unit: str, show: bool = True
-) -> tuple[Progress, Callable[[int], None], Callable[[], None]]:
-    progress = Progress(
-        TextColumn(f"[bold]{label}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not show,
-    )
-    task = progress.add_task(label, total=None, rate="")
-
-    def start(total: int) -> None:
-        progress.update(task, total=total)
-
-    def step() -> None:
-        t = progress.tasks[0]
-        elapsed = t.elapsed or 0
-        rate = f"{(t.completed + 1) / elapsed:.0f} {unit}/s" if elapsed > 0 else ""
-        progress.update(task, advance=1, rate=rate)
-
-    return progress, start, step
 
 
 @click.group("static")
@@ -108,7 +80,7 @@ def build(
     if clean:
         tree.clean()
     opts = b.Options(Thresholds(max_public_inline, max_private_inline), dedup)
-    progress, start, step = _progress("static build", "instances")
+    progress, start, step = progress_bar("static build", "instances")
     try:
         if from_paths:
             files = list(iter_files(list(from_paths)))
@@ -181,7 +153,7 @@ def deploy(root: str, url: str, endpoint_url: str | None, delete: bool) -> None:
     """Upload a tree to s3://bucket/prefix (only changed files)."""
     from webpacs.static.deploy import deploy as run
 
-    progress, start, step = _progress("deploy", "files")
+    progress, start, step = progress_bar("deploy", "files")
     try:
         with progress:
             r = run(
