@@ -229,6 +229,20 @@ def test_series_metadata_gzip_and_etag(loaded: Any) -> None:
     assert again.status_code == 304
 
 
+def instance_args(ds: pydicom.Dataset) -> list[str]:
+    """``retrieve instances --study S --series X --instance I`` for the CLI."""
+    return [
+        "retrieve",
+        "instances",
+        "--study",
+        ds.StudyInstanceUID,
+        "--series",
+        ds.SeriesInstanceUID,
+        "--instance",
+        ds.SOPInstanceUID,
+    ]
+
+
 def cli(server: RunningServer, *args: str, cwd: Path | None = None) -> str:
     exe = Path(sys.executable).with_name("dicomweb_client")
     out = subprocess.run(
@@ -253,27 +267,13 @@ def test_dicomweb_client_cli(tmp_path: Path, server: RunningServer) -> None:
     assert series[0]["0020000E"]["Value"][0] == ds.SeriesInstanceUID
     meta = cli(
         server,
-        "retrieve",
-        "instances",
-        "--study",
-        ds.StudyInstanceUID,
-        "--series",
-        ds.SeriesInstanceUID,
-        "--instance",
-        ds.SOPInstanceUID,
+        *instance_args(ds),
         "metadata",
     )
     assert ds.SOPInstanceUID in meta and "BulkDataURI" in meta
     cli(
         server,
-        "retrieve",
-        "instances",
-        "--study",
-        ds.StudyInstanceUID,
-        "--series",
-        ds.SeriesInstanceUID,
-        "--instance",
-        ds.SOPInstanceUID,
+        *instance_args(ds),
         "full",
         "--save",
         "--output-dir",
@@ -294,14 +294,7 @@ def test_dicomweb_client_cli(tmp_path: Path, server: RunningServer) -> None:
     frames_dir.mkdir()
     cli(
         server,
-        "retrieve",
-        "instances",
-        "--study",
-        ds.StudyInstanceUID,
-        "--series",
-        ds.SeriesInstanceUID,
-        "--instance",
-        ds.SOPInstanceUID,
+        *instance_args(ds),
         "frames",
         "--numbers",
         "1",
