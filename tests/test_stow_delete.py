@@ -179,3 +179,27 @@ def test_partial_blob_write_is_invisible(tmp_path: Path) -> None:
         blobs.put_file("objects/x.dcm", Exploding(b"x" * 5000))
     assert not blobs.exists("objects/x.dcm")
     assert list(blobs.keys()) == []
+
+
+def test_study_attribute_disagreements_are_retrievable(server: RunningServer) -> None:
+    first = pydicom.dcmread(data_file("CT_small.dcm"))
+    second = pydicom.dcmread(data_file("CT_small.dcm"))
+    second.SOPInstanceUID = first.SOPInstanceUID + ".2"
+    second.PatientName = "Other^Name"
+    buf = io.BytesIO()
+    second.save_as(buf)
+    post(server, [dicom_part("CT_small.dcm")], "application/dicom")
+    r = post(server, [({"Content-Type": "application/dicom"}, buf.getvalue())], "application/dicom")
+    assert r.status_code == 200
+    got = requests.get(
+        f"{server.url}/webpacs/studies/{first.StudyInstanceUID}/conflicts", timeout=10
+    ).json()
+    assert [(c["keyword"], c["value"]) for c in got] == [("PatientName", "Other^Name")]
+    study = requests.get(
+        f"{server.url}/studies",
+        params={"StudyInstanceUID": first.StudyInstanceUID},
+        headers={"Accept": "application/json"},
+        timeout=10,
+    )
+    assert study.headers["Content-Type"].startswith("application/json")
+    assert study.json()[0]["00100010"]["Value"] == [{"Alphabetic": "Other^Name"}]
