@@ -26,7 +26,7 @@ from pydicom.dataset import Dataset
 
 from webpacs.core.framemap import FrameMap, Span
 from webpacs.core.media import UNCOMPRESSED, frame_media_type
-from webpacs.static.tree import bulk_path, gz, instance_dir, one_part
+from webpacs.static.tree import BINARY_LEVEL, bulk_path, gz, instance_dir, one_part
 from webpacs.storage.base import Blobs, InstanceRecord
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -120,7 +120,9 @@ class InstanceWriter:
             return {"vr": vr, "InlineBinary": base64.b64encode(data).decode("ascii")}
         digest = hashlib.sha256(data).hexdigest()
         rel = bulk_path(digest)
-        self.put(f"studies/{self._rec.study_uid}/{rel}", gz(one_part(data, OCTET)), True)
+        self.put(
+            f"studies/{self._rec.study_uid}/{rel}", gz(one_part(data, OCTET), BINARY_LEVEL), True
+        )
         return {"vr": vr, "BulkDataURI": rel}
 
     def _value(self, tagpath: str) -> bytes:
@@ -156,7 +158,9 @@ class InstanceWriter:
                 if fmap.swap > 1:
                     dtype = f">u{fmap.swap}"
                     data = np.frombuffer(data, dtype=dtype).astype(f"<u{fmap.swap}").tobytes()
-                self.put(f"{idir}/frames/{n}.mht.gz", gz(one_part(data, ctype)), False)
+                self.put(
+                    f"{idir}/frames/{n}.mht.gz", gz(one_part(data, ctype), BINARY_LEVEL), False
+                )
             return
         ctype = f"{frame_media_type(ts)}; transfer-syntax={ts}"
         for n, spans in enumerate(fmap.frames, 1):
