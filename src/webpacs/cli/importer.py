@@ -70,11 +70,20 @@ def _prepare(path: str) -> tuple[str, Prepared | None, str | None]:
         return path, None, f"cannot read: {e}"
 
 
-def run_import(settings: Settings, files: list[Path], jobs: int, show: bool = True) -> Counter[str]:
-    """Import ``files``; returns counts by outcome and prints failures."""
+def run_import(
+    settings: Settings,
+    files: list[Path],
+    jobs: int,
+    show: bool = True,
+    failures: list[tuple[str, str]] | None = None,
+) -> Counter[str]:
+    """Import ``files`` (parsed by ``jobs`` processes, committed here); returns counts by
+    outcome. Failures (path, reason) are appended to ``failures`` when it is given, else
+    printed (with ``show``)."""
     st = open_store(settings)
     counts: Counter[str] = Counter()
-    failures: list[tuple[str, str]] = []
+    collect = failures is not None
+    failures = failures if failures is not None else []
     progress, start, step = progress_bar("import", "files", show)
     try:
         with (
@@ -101,7 +110,7 @@ def run_import(settings: Settings, files: list[Path], jobs: int, show: bool = Tr
                 step()
     finally:
         st.close()
-    if show:
+    if show and not collect:
         for path, reason in failures:
             console.print(f"[red]not stored[/] {path}: {reason}", soft_wrap=True, highlight=False)
     return counts

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,12 @@ def static() -> None:
 @click.option("--max-seconds", type=float, default=None, help="Stop watching after this long.")
 @click.option("--clean", is_flag=True, help="Remove the existing tree first.")
 @click.option(
+    "-j", "--jobs", type=int, default=None, help="Parallel parsers with --from [default: cores]."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Also print the build's figures as one JSON line."
+)
+@click.option(
     "--max-public-inline",
     type=int,
     default=131074,
@@ -64,13 +72,20 @@ def build(
     interval: float,
     max_seconds: float | None,
     clean: bool,
+    jobs: int | None,
+    as_json: bool,
     max_public_inline: int,
     max_private_inline: int,
 ) -> None:
-    """Write a static DICOMweb tree from the store, or from Part 10 PATHS with --from."""
-    from webpacs.cli.importer import iter_files
+    """Write a static DICOMweb tree from the store, or from Part 10 PATHS with --from.
+
+    Ends with the tree's figures: instances/s, size on disk (versus the input with --from)
+    and, with --dedup, the deduplicated metadata's size versus the plain series metadata.
+    """
+    from webpacs.cli.importer import iter_files, run_import
     from webpacs.static import build as b
     from webpacs.static.instance import Thresholds
+    from webpacs.static.stats import figures
     from webpacs.static.tree import Tree
 
     setup_logging(verbose)
@@ -84,8 +99,23 @@ def build(
     try:
         if from_paths:
             files = list(iter_files(list(from_paths)))
-            with progress:
-                report = b.build_from_files(files, tree, opts, on_start=start, on_instance=step)
+            n_jobs = jobs or os.cpu_count() or 1
+
+            def load(settings: Any, paths: list[Path]) -> list[tuple[str, str]]:
+                failures: list[tuple[str, str]] = []
+                run_import(settings, paths, n_jobs, failures=failures)
+                return failures
+
+            def begin(total: int) -> None:  # the import's progress bar is gone by then
+                progress.start()
+                start(total)
+
+            try:
+                report = b.build_from_files(
+                    files, tree, opts, load=load, on_start=begin, on_instance=step
+                )
+            finally:
+                progress.stop()
         else:
             from webpacs.storage.registry import open_store
 
@@ -118,9 +148,24 @@ def build(
     _summary(report, verbose)
     for path, reason in report.failures:
         console.print(f"[red]not included[/] {path}: {reason}")
-    console.print(f"tree: [bold]{tree.root}[/]")
+    numbers = figures(tree.root, report.instances, report.seconds, report.input_bytes)
+    line = f"tree: [bold]{tree.root}[/] {numbers.files} files, {_mb(numbers.tree_bytes)}"
+    if numbers.size_ratio is not None:
+        line += f" ({numbers.size_ratio:.2f} x the {_mb(numbers.input_bytes)} input)"
+    if numbers.dedup_ratio is not None and numbers.dedup_gz_ratio is not None:
+        line += (
+            f"; deduplicated metadata {numbers.dedup_ratio:.1%} of plain"
+            f" ({numbers.dedup_gz_ratio:.1%} gzip'd)"
+        )
+    console.print(line)
+    if as_json:
+        click.echo(json.dumps(numbers.as_dict()))
     if report.failures:
         sys.exit(1)
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
 
 
 def _summary(report: Any, verbose: int) -> None:
@@ -142,6 +187,25 @@ def serve(root: str, host: str, port: int) -> None:
 
     console.print(f"static DICOMweb from {root}: [bold]http://{host}:{port}/studies[/]")
     uvicorn.run(create_static_app(root), host=host, port=port, log_level="warning")
+
+
+@static.command("nginx-config")
+@click.argument("root", type=click.Path(exists=True, file_okay=False), default=DEFAULT_OUT)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=8080, show_default=True, help="HTTP port.")
+@click.option(
+    "--server-only", is_flag=True, help="Only the server block (for an existing nginx.conf)."
+)
+def nginx_config(root: str, host: str, port: int, server_only: bool) -> None:
+    """Print an nginx configuration that serves the tree at ROOT as OHIF reads it."""
+    from webpacs.static import nginx
+
+    text = (
+        nginx.server_block(root, host, port)
+        if server_only
+        else nginx.nginx_config(root, host, port)
+    )
+    click.echo(text, nl=False)
 
 
 @static.command()
