@@ -121,3 +121,34 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def multi_series_study(series: int = 2, per_series: int = 2) -> list[bytes]:
+    """One study of ``series`` CT series made from CT_small (new study, series, SOP UIDs)."""
+    base = read(path("CT_small.dcm"))
+    study = generate_uid()
+    out = []
+    for x in range(series):
+        series_uid = generate_uid()
+        for i in range(per_series):
+            ds = copy.deepcopy(base)
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series_uid
+            ds.SOPInstanceUID = generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.SeriesNumber, ds.InstanceNumber = x + 1, i + 1
+            ds.ImagePositionPatient = [-158.0, -179.0, -75.0 + 2.5 * i]
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+            out.append(buf.getvalue())
+    return out
+
+
+def write_inputs(out: Path, datasets: list[bytes]) -> list[Path]:
+    """Write Part 10 bytes as ``out/<k>.dcm`` files."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for k, data in enumerate(datasets):
+        f = out / f"{k}.dcm"
+        f.write_bytes(data)
+        files.append(f)
+    return files
