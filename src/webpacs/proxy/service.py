@@ -26,7 +26,7 @@ from webpacs.config import Settings
 from webpacs.core.attributes import Level
 from webpacs.core.query import Query
 from webpacs.dimse.scu import Remote, RetrieveResult, Scu
-from webpacs.errors import NotFound
+from webpacs.errors import NotFound, UpstreamError
 from webpacs.ingest import ingest
 from webpacs.proxy import query as q
 from webpacs.proxy.cache import ProxyCache
@@ -156,8 +156,12 @@ class Proxy:
                 result = scu.get(ident, self._ingest)
             else:
                 result = scu.move(ident, self.own_title)
-        except Exception:
+        except UpstreamError as exc:
             self._count("retrieveFailures")
+            # Some PACS (Orthanc) answer a C-MOVE that matches nothing with a failure
+            # rather than Success with no sub-operations (PS3.4 C.4.2.3.1): ask.
+            if exc.status is not None and not self._exists(scu, ident):
+                raise NotFound(f"{what} is neither stored here nor on {scu.remote.title}") from exc
             raise
         new = [r for r in index.instances(study, series) if r.sop_uid not in before]
         log.info(
@@ -179,6 +183,13 @@ class Proxy:
         )
         self._count("evictedSeries", len(evicted))
         return len(new)
+
+    def _exists(self, scu: Scu, ident: Dataset) -> bool:
+        """Whether a C-FIND for the retrieve's keys matches (True when it cannot tell)."""
+        try:
+            return bool(scu.find([ident])[0])
+        except UpstreamError:
+            return True
 
     def _ingest(self, data: bytes) -> None:
         st = self.store
