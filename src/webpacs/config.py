@@ -69,6 +69,12 @@ DEFAULTS: dict[str, Any] = {
     "static": {},
     "queryAe": "",  # name in the ``ae`` table whose studies QIDO also lists; "" = off
     "proxyAe": "",  # name in the ``ae`` table that missing studies are retrieved from
+    "proxy": {
+        "retrieve": "move",  # or "get": how studies are fetched from ``proxyAe``
+        "timeout": 30.0,  # seconds: association, and each message of the remote
+        "cacheMaxBytes": 0,  # 0 = no size limit on retrieved studies
+        "cacheMaxAgeHours": 0.0,  # 0 = retrieved studies never expire
+    },
     "ae": {},  # free-form name -> AE_KEYS (see _merge_ae)
 }
 
@@ -95,6 +101,7 @@ _CHOICES = {
     ("index",): ("sqlite",),
     ("blobs",): ("files",),
     ("ingest", "conflict"): ("reject", "overwrite"),
+    ("proxy", "retrieve"): ("move", "get"),
 }
 for _service in SERVICES:
     for _key in ("index", "blobs"):

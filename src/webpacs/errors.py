@@ -15,7 +15,9 @@ statuses only in ``webpacs.dimse.status``::
     ├── Forbidden               operation switched off in configuration       (HTTP 403)
     ├── NotImplementedFeature   a feature this version does not provide       (HTTP 501)
     ├── ConfigError             bad configuration (file and key named)
-    └── StorageError            a backend failed (disk, database, network)    (HTTP 503)
+    ├── StorageError            a backend failed (disk, database, network)    (HTTP 503)
+    └── UpstreamError           a remote PACS refused or failed               (HTTP 502)
+        └── UpstreamTimeout     a remote PACS did not answer in time          (HTTP 504)
 """
 
 from __future__ import annotations
@@ -80,3 +82,19 @@ class ConfigError(WebpacsError):
 
 class StorageError(WebpacsError):
     """A storage backend failed."""
+
+
+class UpstreamError(WebpacsError):
+    """A remote PACS (``queryAe``/``proxyAe``) refused or failed a request.
+
+    ``status`` is the remote's DIMSE status (PS3.7 Annex C) when it sent one, else None
+    (no association, aborted association).
+    """
+
+    def __init__(self, message: str = "", *, status: int | None = None, **details: object) -> None:
+        super().__init__(message, status=status, **details)
+        self.status = status
+
+
+class UpstreamTimeout(UpstreamError):
+    """A remote PACS did not answer within ``proxy.timeout``."""

@@ -16,8 +16,9 @@ from starlette.routing import Mount, Route
 from webpacs import __version__
 from webpacs.config import Settings
 from webpacs.errors import WebpacsError
+from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
-from webpacs.web import delete, qido, stow, wado, wadouri
+from webpacs.web import delete, proxy, qido, stow, wado, wadouri
 from webpacs.web.common import path_uids, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 
@@ -40,20 +41,24 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     """Build the app; opens the configured store unless one is given."""
     own = st is None
     the_store = st if st is not None else open_store(settings.for_service("server"))
+    the_proxy = Proxy.from_settings(settings, the_store)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        if the_proxy is not None:
+            the_proxy.close()
         if own:
             the_store.close()
 
     dicomweb = [
         *stow.routes,
         *qido.routes,
-        *wado.routes,
+        *(proxy.wrap_routes(wado.routes) if the_proxy else wado.routes),
         *delete.routes,
         *wadouri.routes,
         Route("/webpacs/studies/{study}/conflicts", conflicts, methods=["GET"]),
+        *proxy.routes,
     ]
     root = settings.get("server", "rootPath").rstrip("/")
     routes: list[Route | Mount] = [Route("/", home)]
@@ -74,4 +79,6 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.store = the_store
+    app.state.proxy = the_proxy
+    app.state.proxy_inflight = {}
     return app

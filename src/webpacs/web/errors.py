@@ -23,6 +23,8 @@ STATUS: dict[type[errors.WebpacsError], int] = {
     errors.NotImplementedFeature: 501,
     errors.ConfigError: 500,
     errors.StorageError: 503,
+    errors.UpstreamError: 502,
+    errors.UpstreamTimeout: 504,
 }
 
 

@@ -13,7 +13,8 @@ from webpacs.core.attributes import Level
 from webpacs.core.dicomjson import render
 from webpacs.core.media import Representation, negotiate
 from webpacs.core.query import parse_qido
-from webpacs.web.common import base_url, path_uids, settings, store, threaded
+from webpacs.web import proxy
+from webpacs.web.common import base_url, path_uids, settings
 
 _OFFERS = [
     Representation("application/dicom+json", None, False),
@@ -45,16 +46,23 @@ def _search(level: Level):  # type: ignore[no-untyped-def]
             series_uid=series,
             max_limit=cap,
         )
-        result = await threaded(store(request).index.search, query)
+        result, warnings = await proxy.search(request, query)
         base = base_url(request)
         for row in result.rows:
-            row["00081190"] = {"vr": "UR", "Value": [_retrieve_url(level, row, base)]}
+            row.setdefault("00081190", {"vr": "UR", "Value": [_retrieve_url(level, row, base)]})
         headers = {}
         if result.truncated:
             host = request.url.hostname or "webpacs"
             headers["Warning"] = (
                 f'299 {host} "The number of results exceeded the limit ({query.limit});'
                 ' request more with offset"'
+            )
+        if warnings:
+            headers["Warning"] = ", ".join(
+                [
+                    *filter(None, [headers.get("Warning")]),
+                    *(proxy.warning_header(request, w) for w in warnings),
+                ]
             )
         body = render(orjson.dumps(result.rows), base)
         return Response(body, media_type=rep.media_type, headers=headers)
