@@ -47,11 +47,27 @@ DEFAULTS: dict[str, Any] = {
         "conflict": "reject",  # or "overwrite"
         "bulkThreshold": 1024,
     },
+    "couchdb": {  # index: "couchdb"
+        "url": "http://127.0.0.1:5984",
+        "database": "webpacs",
+        "username": "",
+        "password": "",
+        "maxConcurrent": 16,
+        "allowScan": False,
+    },
+    "s3": {  # blobs: "s3"
+        "bucket": "",
+        "prefix": "",
+        "endpointUrl": "",  # "" = AWS
+        "region": "",
+        "accessKeyId": "",  # "" = boto3's usual credential chain
+        "secretAccessKey": "",
+    },
 }
 
 _CHOICES = {
-    ("index",): ("sqlite",),
-    ("blobs",): ("files",),
+    ("index",): ("sqlite", "couchdb"),
+    ("blobs",): ("files", "s3"),
     ("ingest", "conflict"): ("reject", "overwrite"),
 }
 
