@@ -167,16 +167,25 @@ def couchdb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         log.close()
 
 
+def new_couchdb_section(couchdb_url: str) -> dict[str, Any]:
+    """``couchdb`` settings naming a database no one used yet (the index creates it)."""
+    import uuid
+
+    return {"url": couchdb_url, "database": f"t{uuid.uuid4().hex}", "maxConcurrent": 8}
+
+
+def drop_couchdb(section: dict[str, Any]) -> None:
+    import httpx
+
+    httpx.delete(f"{section['url']}/{section['database']}", timeout=30)
+
+
 @pytest.fixture
 def couchdb_section(couchdb_url: str) -> Iterator[dict[str, Any]]:
     """The ``couchdb`` settings of a fresh database, dropped afterwards."""
-    import uuid
-
-    import httpx
-
-    name = f"t{uuid.uuid4().hex}"
-    yield {"url": couchdb_url, "database": name, "maxConcurrent": 8}
-    httpx.delete(f"{couchdb_url}/{name}", timeout=30)
+    section = new_couchdb_section(couchdb_url)
+    yield section
+    drop_couchdb(section)
 
 
 @pytest.fixture(scope="session")
@@ -196,6 +205,11 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3_section(s3_endpoint: str) -> dict[str, Any]:
     """The ``s3`` settings of a fresh bucket on the moto server."""
+    return new_s3_section(s3_endpoint)
+
+
+def new_s3_section(s3_endpoint: str) -> dict[str, Any]:
+    """``s3`` settings naming a fresh bucket on the moto server."""
     import uuid
 
     import boto3

@@ -48,6 +48,8 @@ def test_unindexed_query_is_refused_unless_allowed(couchdb_section: dict[str, An
         # indexed keys, UID scopes and plain listings are answered
         idx.search(parse_qido(Level.STUDY, [("PatientID", "X"), ("StudyDescription", "*C*")]))
         idx.search(parse_qido(Level.STUDY, [("PatientName", "Doe*")]))
+        idx.search(parse_qido(Level.STUDY, [("PatientName", "do"), ("fuzzymatching", "true")]))
+        idx.search(parse_qido(Level.SERIES, [("Modality", "MR")]))
         idx.search(parse_qido(Level.STUDY, [("limit", "10")]))
         idx.search(parse_qido(Level.INSTANCE, [("Rows", "512")], study_uid="1.2.3"))
     finally:

@@ -29,7 +29,7 @@ from webpacs.core.attributes import Level
 from webpacs.core.query import Condition
 
 #: Bump when a view or an index definition changes: existing databases are upgraded.
-DESIGN_VERSION = 3
+DESIGN_VERSION = 5
 DESIGN_ID = "_design/webpacs"
 
 VIEWS: dict[str, dict[str, str]] = {
@@ -42,6 +42,11 @@ VIEWS: dict[str, dict[str, str]] = {
         "map": "function (doc) { if (doc.type === 'instance') {"
         " emit([(doc.a && doc.a.Modality) || '', doc.study], null); } }",
         "reduce": "_count",
+    },
+    "names": {
+        "map": "function (doc) { if (doc.type === 'study' && doc.a && doc.a.PatientName) {"
+        " var n = doc.a.PatientName.toLowerCase(); emit(n, null);"
+        " n.split(/[ ^=,]+/).forEach(function (c) { if (c) { emit(c, null); } }); } }",
     },
     "newest": {
         "map": "function (doc) { if (doc.type === 'instance') {"
@@ -59,6 +64,8 @@ MANGO_INDEXES: dict[str, list[str]] = {
     "patientname": ["type", "a.PatientName"],
     "studydate": ["type", "a.StudyDate"],
     "accession": ["type", "a.AccessionNumber"],
+    "modality": ["type", "a.Modality"],
+    "sopclass": ["type", "a.SOPClassUID"],
 }
 
 #: Per level, the fields a condition can use an index on (besides UID scoping).
@@ -66,11 +73,17 @@ INDEXED: dict[Level, frozenset[str]] = {
     Level.STUDY: frozenset(
         {"study", "a.PatientID", "a.PatientName", "a.StudyDate", "a.AccessionNumber"}
     ),
-    Level.SERIES: frozenset({"study", "series"}),
-    Level.INSTANCE: frozenset({"study", "series", "sop"}),
+    Level.SERIES: frozenset({"study", "series", "a.Modality"}),
+    Level.INSTANCE: frozenset({"study", "series", "sop", "a.SOPClassUID"}),
 }
 
 _UID_FIELDS = {"StudyInstanceUID": "study", "SeriesInstanceUID": "series", "SOPInstanceUID": "sop"}
+
+
+def keyword_of(field: str) -> str:
+    """The attribute keyword a document field holds."""
+    names = {v: k for k, v in _UID_FIELDS.items()}
+    return names.get(field, field.removeprefix("a."))
 
 
 def index_ddoc(name: str) -> str:
@@ -141,8 +154,18 @@ def selector_for(cond: Condition) -> dict[str, Any]:
             ops["$lt"] = prefix + "\ufff0"
         return {field: ops}
     if cond.fuzzy:  # PN: whole name or any component's prefix, ignoring case
+        if any(sep in v[0] for sep in " ^=,"):
+            return {field: {"$regex": "^" + _ci(v[0]) + "$"}}
         return {field: {"$regex": "(^|[ ^=,])" + _ci(v[0])}}
     return {field: {"$eq": v[0]}}
+
+
+def name_prefix(cond: Condition) -> str | None:
+    """For a fuzzy PatientName condition: the lower-case prefix the ``names`` view finds."""
+    if not cond.fuzzy or cond.attribute.keyword != "PatientName":
+        return None
+    prefix = literal_prefix(cond.values[0]) if cond.kind == "wildcard" else cond.values[0]
+    return prefix.lower() or None
 
 
 def indexable(cond: Condition, level: Level) -> bool:

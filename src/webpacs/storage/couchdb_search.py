@@ -161,6 +161,10 @@ class Searcher:
             studies.update(r["key"][1] for r in rows)
         return studies
 
+    def _studies_by_name(self, prefix: str) -> set[str]:
+        rows = self._view("names", startkey=prefix, endkey=prefix + "\ufff0")
+        return {r["id"].removeprefix("study:") for r in rows}
+
     # -- QIDO ------------------------------------------------------------------------
     def search(self, query: Query) -> SearchResult:
         level = query.level
@@ -175,10 +179,14 @@ class Searcher:
                 parts.append({"study": {"$in": sorted(self._studies_with_modality(cond))}})
                 native = True
                 continue
+            name = design.name_prefix(cond)
+            if name is not None:
+                parts.append({"study": {"$in": sorted(self._studies_by_name(name))}})
+                native = True
             parts.append(design.selector_for(cond))
             native = native or design.indexable(cond, level)
         if not native and not self.allow_scan:
-            names = sorted(f.removeprefix("a.") for f in design.INDEXED[level])
+            names = sorted(design.keyword_of(f) for f in design.INDEXED[level])
             raise NotImplementedFeature(
                 f"this {level.value}-level query would scan every {level.value}: match on one of"
                 f" {', '.join(names)} (without a leading wildcard or fuzzy matching), or set"
