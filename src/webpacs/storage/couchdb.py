@@ -189,6 +189,10 @@ class CouchIndex:
     ) -> tuple[Outcome, InstanceRecord | None]:
         meta = orjson.loads(record.metadata)
         doc = self._instance_doc(record, meta)
+        if self._save(doc):  # the common case, a new instance: one call
+            self._summarize(Level.SERIES, doc, meta)
+            self._summarize(Level.STUDY, doc, meta)
+            return Outcome.STORED, None
         for attempt in range(_RETRIES):
             current = self._doc(record.sop_uid)
             old = None
@@ -390,11 +394,13 @@ class CouchIndex:
         cursor: Any = self._opaque.get(since, since) if since else 0
         batch = max(100, limit)
         while len(out) < limit:
-            _, page = self.client.call(
-                "GET",
-                "_changes",
-                params={"since": str(cursor), "limit": str(batch), "include_docs": "true"},
-            )
+            params = {"since": str(cursor), "limit": str(batch), "include_docs": "true"}
+            status, page = self.client.call("GET", "_changes", params=params, ok=(200, 400))
+            if status == 400 and cursor != 0:  # CouchDB 3: an integer it never gave out
+                cursor = 0  # read from the start, keep what comes after ``since``
+                continue
+            if status == 400:
+                raise StorageError(f"CouchDB _changes: {page}")
             results = page.get("results", [])
             for row in results:
                 n = _seq_int(row["seq"])
