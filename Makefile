@@ -23,12 +23,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test,samples,codecs]"
 	touch $(STAMP)
 
+# pouchdb-server (a CouchDB-compatible server) for the CouchDB backend tests, project-local.
+# Without npm the CouchDB tests skip with a reason (fail if WEBPACS_REQUIRE_SYSTEM_DEPS=1).
+NPM_TOOLS := .npm-tools
+NPM_STAMP := $(NPM_TOOLS)/.installed
+$(NPM_STAMP):
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --silent --no-audit --no-fund --prefix $(NPM_TOOLS) pouchdb-server@4 \
+		&& touch $(NPM_STAMP) \
+		|| echo "npm install pouchdb-server failed: CouchDB backend tests will be skipped"; \
+	else echo "npm not found: CouchDB backend tests will be skipped"; fi
+
 run: $(STAMP)
 	$(BIN)/webpacs import --samples $(DATA_FLAG)
 	$(BIN)/webpacs serve --host $(HOST) --port $(PORT) $(DATA_FLAG)
 
 # pytest exits 5 when it collected no test: that is a failure of the suite here.
-test: $(STAMP)
+test: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 

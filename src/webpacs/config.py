@@ -76,6 +76,22 @@ DEFAULTS: dict[str, Any] = {
         "cacheMaxAgeHours": 0.0,  # 0 = retrieved studies never expire
     },
     "ae": {},  # free-form name -> AE_KEYS (see _merge_ae)
+    "couchdb": {  # index: "couchdb"
+        "url": "http://127.0.0.1:5984",
+        "database": "webpacs",
+        "username": "",
+        "password": "",
+        "maxConcurrent": 16,
+        "allowScan": False,
+    },
+    "s3": {  # blobs: "s3"
+        "bucket": "",
+        "prefix": "",
+        "endpointUrl": "",  # "" = AWS
+        "region": "",
+        "accessKeyId": "",  # "" = boto3's usual credential chain
+        "secretAccessKey": "",
+    },
 }
 
 #: Shared settings that each service section may override (``null`` = inherit).
@@ -98,8 +114,8 @@ AE_KEYS: dict[str, type] = {
 AE_SERVICES = ("find", "move", "get", "store")
 
 _CHOICES = {
-    ("index",): ("sqlite",),
-    ("blobs",): ("files",),
+    ("index",): ("sqlite", "couchdb"),
+    ("blobs",): ("files", "s3"),
     ("ingest", "conflict"): ("reject", "overwrite"),
     ("proxy", "retrieve"): ("move", "get"),
 }

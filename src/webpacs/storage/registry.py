@@ -12,9 +12,11 @@ from webpacs.storage.base import Blobs, Index
 
 INDEXES: dict[str, tuple[str, str]] = {
     "sqlite": ("webpacs.storage.sqlite.SqliteIndex", ""),
+    "couchdb": ("webpacs.storage.couchdb.CouchIndex", "httpx (pip install httpx)"),
 }
 BLOBS: dict[str, tuple[str, str]] = {
     "files": ("webpacs.storage.fs.FileBlobs", ""),
+    "s3": ("webpacs.storage.s3.S3Blobs", "boto3 (pip install boto3)"),
 }
 
 
@@ -48,8 +50,15 @@ def open_store(settings: Settings) -> Store:
     data = settings.data_dir
     index_cls = _load(INDEXES, settings.get("index"), "index")
     blobs_cls = _load(BLOBS, settings.get("blobs"), "blobs")
-    index = index_cls(data / "index.sqlite3")
-    blobs = blobs_cls(data / "blobs")
+    # remote backends read their own configuration section; local ones live under dataDir
+    if hasattr(index_cls, "from_settings"):
+        index = index_cls.from_settings(settings)
+    else:
+        index = index_cls(data / "index.sqlite3")
+    if hasattr(blobs_cls, "from_settings"):
+        blobs = blobs_cls.from_settings(settings)
+    else:
+        blobs = blobs_cls(data / "blobs")
     return Store(
         index=index,
         blobs=blobs,

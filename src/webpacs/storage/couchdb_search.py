@@ -1,0 +1,293 @@
+"""Reads of the CouchDB index: QIDO through Mango, aggregates through views.
+
+A query selects the documents of its level (``type``) with one Mango selector built
+from its conditions (``couchdb_design.selector_for``). Without conditions the results
+come straight from the ``[type, k]`` index in order, paged by the server. With
+conditions, the matches' ids and sort keys are gathered (an index narrows them: the
+query must have an indexed condition or a UID scope, unless ``allowScan``), sorted,
+and only the page's documents are fetched. The aggregates of the page's studies and
+series come from the ``agg`` view, one grouped view query per study.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from webpacs.core.attributes import COMPUTED, STORED, Level
+from webpacs.core.query import Condition, Query, matches
+from webpacs.errors import InvalidRequest, NotImplementedFeature
+from webpacs.storage import couchdb_design as design
+from webpacs.storage.base import SearchResult
+from webpacs.storage.couchdb_http import CouchClient
+
+_BATCH = 2000
+#: More matches than this for one query is an error (narrow the query), never a crawl.
+MAX_MATCHES = 200_000
+_HIGH: dict[str, Any] = {}
+
+
+def _int(value: Any) -> float:
+    try:
+        return int(str(value).split("\\")[0])
+    except (TypeError, ValueError):
+        return float("-inf")
+
+
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    selector: dict[str, Any] = {}
+    extra: list[dict[str, Any]] = []
+    for part in parts:
+        for field, cond in part.items():
+            if field in selector:
+                extra.append({field: cond})
+            else:
+                selector[field] = cond
+    if extra:
+        selector["$and"] = extra
+    return selector
+
+
+class Searcher:
+    """The read side of ``CouchIndex``."""
+
+    def __init__(self, client: CouchClient, *, allow_scan: bool) -> None:
+        self.client = client
+        self.allow_scan = allow_scan
+
+    # -- building blocks -----------------------------------------------------------
+    def find_all(
+        self, selector: dict[str, Any], fields: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every document matching ``selector`` (bookmark or skip paging)."""
+        out: list[dict[str, Any]] = []
+        bookmark: str | None = None
+        while True:
+            body: dict[str, Any] = {"selector": selector, "limit": _BATCH}
+            if fields:
+                body["fields"] = fields
+            if bookmark:
+                body["bookmark"] = bookmark
+            elif out:
+                body["skip"] = len(out)
+            _, page = self.client.call("POST", "_find", body=body)
+            docs = page.get("docs", [])
+            out += docs
+            if len(docs) < _BATCH:
+                return out
+            if len(out) > MAX_MATCHES:
+                raise InvalidRequest(f"more than {MAX_MATCHES} matches: narrow the query")
+            bookmark = page.get("bookmark")
+
+    def docs_by_id(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Documents by id (missing ones left out)."""
+        if not ids:
+            return {}
+        _, page = self.client.call(
+            "POST", "_all_docs", body={"keys": ids}, params={"include_docs": "true"}
+        )
+        return {r["id"]: r["doc"] for r in page.get("rows", []) if r.get("doc")}
+
+    def _view(self, name: str, **params: Any) -> list[dict[str, Any]]:
+        query = {
+            k: (v if isinstance(v, str) else orjson.dumps(v).decode()) for k, v in params.items()
+        }
+        _, page = self.client.call("GET", f"_design/webpacs/_view/{name}", params=query)
+        return list(page.get("rows", []))
+
+    def instance_docs(
+        self, study: str, series: str | None = None, sop: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Instance documents of a study, series or instance, in series/instance order."""
+        selector: dict[str, Any] = {"type": "instance", "study": study}
+        if series is not None:
+            selector["series"] = series
+        if sop is not None:
+            selector["sop"] = sop
+        docs = self.find_all(selector)
+        docs.sort(
+            key=lambda d: (
+                _int(d["a"].get("SeriesNumber")),
+                d["series"],
+                _int(d["a"].get("InstanceNumber")),
+                d["sop"],
+            )  # fmt: skip
+        )
+        return docs
+
+    def newest(self, level: Level, uid: str) -> dict[str, Any] | None:
+        """The most recently received instance document of a series or study."""
+        prefix = "se" if level is Level.SERIES else "st"
+        rows = self._view(
+            "newest", startkey=[prefix, uid, _HIGH], endkey=[prefix, uid],
+            descending=True, limit=1, include_docs=True,
+        )  # fmt: skip
+        return rows[0]["doc"] if rows else None
+
+    def series_stats(self, study: str, series: str) -> dict[str, Any] | None:
+        """``_stats`` of the instances' version hashes in one series, or None if empty."""
+        rows = self._view(
+            "agg", startkey=[study, series], endkey=[study, series, _HIGH], group_level=2
+        )
+        return rows[0]["value"] if rows else None
+
+    def study_aggregates(self, study: str) -> tuple[dict[str, int], list[str]]:
+        """Instances per series and the modalities of one study."""
+        rows = self._view("agg", startkey=[study], endkey=[study, _HIGH], group_level=3)
+        counts: dict[str, int] = {}
+        mods: set[str] = set()
+        for r in rows:
+            _, series, modality = r["key"]
+            counts[series] = counts.get(series, 0) + int(r["value"]["count"])
+            if modality:
+                mods.add(modality)
+        return counts, sorted(mods)
+
+    def study_series(self, study: str) -> list[str]:
+        docs = self.find_all({"type": "series", "study": study}, ["series", "a"])
+        docs.sort(key=lambda d: (_int(d["a"].get("SeriesNumber")), d["series"]))
+        return [d["series"] for d in docs]
+
+    def _studies_with_modality(self, cond: Condition) -> set[str]:
+        if cond.kind == "wildcard":
+            known = [r["key"][0] for r in self._view("mods", group_level=1)]
+            wanted = [m for m in known if m and matches(cond, m)]
+        else:
+            wanted = list(cond.values)
+        studies: set[str] = set()
+        for m in wanted:
+            rows = self._view("mods", startkey=[m], endkey=[m, _HIGH], group_level=2)
+            studies.update(r["key"][1] for r in rows)
+        return studies
+
+    def _studies_by_name(self, prefix: str) -> set[str]:
+        rows = self._view("names", startkey=prefix, endkey=prefix + "\ufff0")
+        return {r["id"].removeprefix("study:") for r in rows}
+
+    # -- QIDO ------------------------------------------------------------------------
+    def search(self, query: Query) -> SearchResult:
+        level = query.level
+        parts: list[dict[str, Any]] = [{"type": level.value}]
+        if query.study_uid is not None:
+            parts.append({"study": query.study_uid})
+        if query.series_uid is not None and level is not Level.STUDY:
+            parts.append({"series": query.series_uid})
+        native = len(parts) > 1 or not query.conditions
+        for cond in query.conditions:
+            if cond.attribute.keyword == "ModalitiesInStudy":
+                parts.append({"study": {"$in": sorted(self._studies_with_modality(cond))}})
+                native = True
+                continue
+            name = design.name_prefix(cond)
+            if name is not None:
+                parts.append({"study": {"$in": sorted(self._studies_by_name(name))}})
+                native = True
+            parts.append(design.selector_for(cond))
+            native = native or design.indexable(cond, level)
+        if not native and not self.allow_scan:
+            names = sorted(design.keyword_of(f) for f in design.INDEXED[level])
+            raise NotImplementedFeature(
+                f"this {level.value}-level query would scan every {level.value}: match on one of"
+                f" {', '.join(names)} (without a leading wildcard or fuzzy matching), or set"
+                " couchdb.allowScan"
+            )
+        want = None if query.limit is None else query.offset + query.limit + 1
+        if len(parts) == 1:
+            ids = self._listing(level, query.offset, want)
+        else:
+            found = self.find_all(_merge(parts), ["_id", "k"])
+            found.sort(key=lambda d: d.get("k", ""), reverse=level is Level.STUDY)
+            ids = [d["_id"] for d in found][query.offset : want]
+        truncated = query.limit is not None and len(ids) > query.limit
+        if truncated:
+            ids = ids[: query.limit]
+        return SearchResult(self._rows(query, ids), truncated)
+
+    def _listing(self, level: Level, offset: int, want: int | None) -> list[str]:
+        """Ids of a level's documents in result order, straight from the sort index."""
+        order = "desc" if level is Level.STUDY else "asc"
+        ids: list[str] = []
+        skip = offset
+        while want is None or offset + len(ids) < want:
+            n = _BATCH if want is None else min(_BATCH, want - offset - len(ids))
+            body = {
+                "selector": {"type": level.value, "k": {"$gt": None}},
+                "sort": [{"type": order}, {"k": order}],
+                "fields": ["_id"], "skip": skip, "limit": n,
+                "use_index": design.index_ddoc("sortkey"),
+            }  # fmt: skip
+            _, page = self.client.call("POST", "_find", body=body)
+            docs = page.get("docs", [])
+            ids += [d["_id"] for d in docs]
+            skip += len(docs)
+            if len(docs) < n:
+                break
+        return ids
+
+    def _rows(self, query: Query, ids: list[str]) -> list[dict[str, Any]]:
+        level = query.level
+        docs = self.docs_by_id(ids)
+        page = [docs[i] for i in ids if i in docs]
+        outer = sorted({f"study:{d['study']}" for d in page} if level is not Level.STUDY else set())
+        if level is Level.INSTANCE:
+            outer += sorted({f"series:{d['series']}" for d in page})
+        summaries = self.docs_by_id(outer) if outer else {}
+        aggregates = {}
+        if level is not Level.INSTANCE:
+            aggregates = {s: self.study_aggregates(s) for s in {d["study"] for d in page}}
+        reps = [d["rep"] for d in page] if level is not Level.INSTANCE else []
+        extra = self._extras(query, page if level is Level.INSTANCE else reps)
+        out = []
+        for d in page:
+            study = summaries.get(f"study:{d['study']}", {})
+            item: dict[str, Any] = orjson.loads(study.get("j", "{}")) if study else {}
+            if level is Level.STUDY:
+                item = orjson.loads(d["j"])
+                counts, mods = aggregates[d["study"]]
+                item["00080061"] = {"vr": "CS", "Value": mods} if mods else {"vr": "CS"}
+                item["00201206"] = {"vr": "IS", "Value": [len(counts)]}
+                item["00201208"] = {"vr": "IS", "Value": [sum(counts.values())]}
+            elif level is Level.SERIES:
+                item.update(orjson.loads(d["j"]))
+                count = aggregates[d["study"]][0].get(d["series"], 0)
+                item["00201209"] = {"vr": "IS", "Value": [count]}
+            else:
+                series = summaries.get(f"series:{d['series']}", {})
+                item.update(orjson.loads(series.get("j", "{}")))
+                item.update(orjson.loads(d["j"]))
+            item["00080056"] = {"vr": "CS", "Value": ["ONLINE"]}
+            rep = d["rep"] if level is not Level.INSTANCE else d["_id"]
+            for k, v in extra.get(rep, {}).items():
+                item.setdefault(k, v)
+            out.append(item)
+        return out
+
+    def _extras(self, query: Query, reps: list[Any]) -> dict[str, dict[str, Any]]:
+        """includefield values taken from each row's representative instance."""
+        if not reps or not (query.include_all or query.includefields):
+            return {}
+        if isinstance(reps[0], dict):
+            docs = {d["_id"]: d for d in reps}
+        else:
+            docs = self.docs_by_id(sorted(set(reps)))
+        lower: set[int] = set()
+        if query.level is Level.STUDY:
+            lower = {a.tag for lv in (Level.SERIES, Level.INSTANCE) for a in STORED[lv]}
+        elif query.level is Level.SERIES:
+            lower = {a.tag for a in STORED[Level.INSTANCE]}
+        computed = {a.tag for a in COMPUTED[query.level]}
+        out: dict[str, dict[str, Any]] = {}
+        for sop, doc in docs.items():
+            picked: dict[str, Any] = {}
+            for key, value in orjson.loads(doc["m"]).items():
+                tag = int(key, 16)
+                if tag in computed:
+                    continue
+                if query.include_all:
+                    if tag not in lower and "BulkDataURI" not in value:
+                        picked[key] = value
+                elif tag in query.includefields:
+                    picked[key] = value
+            out[sop] = picked
+        return out
