@@ -44,4 +44,5 @@ def serve(
         workers=srv["workers"] if srv["workers"] > 1 else None,
         log_level="info" if verbose >= 0 else "warning",
         access_log=verbose > 0,
+        http="webpacs.web.nodelay:NoDelayHTTPProtocol",
     )
