@@ -282,6 +282,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "webpacs_commit": rev,
         "load_tool": "wrk" if wrk else "python (httpx)",
+        # Other work on the machine skews the figures: note the load around the run.
+        "loadavg_start": os.getloadavg(),
     }
 
 
@@ -472,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
         "summary": rows,
     }
+    info["loadavg_end"] = os.getloadavg()
     path.write_text(json.dumps(doc, indent=1))
     console.print(f"results: {path}")
     return 0
