@@ -1,5 +1,6 @@
-"""``python -m webpacs``."""
+"""``python -m webpacs``: the ``webpacs`` command."""
 
 from webpacs.cli.main import main
 
-main()
+if __name__ == "__main__":
+    main()

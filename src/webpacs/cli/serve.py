@@ -62,4 +62,5 @@ def _run(srv: dict[str, Any], verbose: int) -> None:
         workers=srv["workers"] if srv["workers"] > 1 else None,
         log_level="info" if verbose >= 0 else "warning",
         access_log=verbose > 0,
+        http="webpacs.web.nodelay:NoDelayHTTPProtocol",
     )

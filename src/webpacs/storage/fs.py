@@ -99,7 +99,12 @@ class FileBlobs:
             parent = parent.parent
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        # Walk only below the deepest directory the prefix names, not the whole store.
+        top = self.root
+        parts = prefix.split("/")[:-1]
+        if parts and all(p not in ("", ".", "..") and "\\" not in p for p in parts):
+            top = self.root.joinpath(*parts)
+        for dirpath, dirnames, filenames in os.walk(top):
             dirnames[:] = [d for d in dirnames if d != ".tmp"]
             rel = os.path.relpath(dirpath, self.root)
             for name in filenames:

@@ -1,0 +1,512 @@
+"""``make bench``: webpacs (and optionally Orthanc) under the same DICOMweb workloads.
+
+    python bench/run.py [--size small|standard] [--anchor orthanc] [--duration 10]
+
+1. generates (or reuses) the dataset (``bench/generate.py``);
+2. starts ``webpacs serve`` on a fresh embedded store (127.0.0.1, a free port) and, with
+   ``--anchor orthanc``, Orthanc with its DICOMweb plugin inside a network namespace
+   that has only loopback (installing Debian's ``orthanc`` and ``orthanc-dicomweb`` when
+   missing);
+3. stores the dataset in each by STOW-RS (batches of 50), times ``webpacs import`` of
+   the same files into another fresh store, and ``webpacs static build`` when that
+   command exists;
+4. runs each read workload of ``bench/load.py`` against each server in turn
+   (alternating which goes first), prints a table with the webpacs/Orthanc ratio and
+   the issue's target per row, and writes ``bench/results/<time>-<size>.json``.
+
+Every step is bounded in time and everything started is stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console
+from rich.table import Table
+
+from bench import load
+from bench.generate import SIZES, Manifest, generate
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+console = Console(stderr=True)
+
+#: The issue's targets: minimum webpacs/Orthanc ratio of requests/s (instances/s for stow).
+TARGETS: dict[str, float] = {
+    "stow": 2,
+    "qido-studies-all": 20,
+    "qido-studies-all-gz": 20,
+    "qido-studies-patientid": 3,
+    "qido-instances-of-series": 20,
+    "qido-instances-of-series-gz": 20,
+    "wado-study-metadata": 50,
+    "wado-study-metadata-gz": 50,
+    "wado-series-metadata": 50,
+    "wado-series-metadata-gz": 50,
+    "wado-frame": 2,
+}
+
+ORTHANC_BIN = "/usr/sbin/Orthanc"
+ORTHANC_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+ORTHANC_PORT = 8042
+
+
+# -- processes ---------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def webpacs_env() -> dict[str, str]:
+    """The environment for webpacs subprocesses: this checkout's sources first."""
+    env = dict(os.environ)
+    src = str(REPO / "src")
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def webpacs_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "webpacs", *args]
+
+
+def stop(proc: subprocess.Popen[Any] | None, name: str) -> None:
+    """SIGTERM, then SIGKILL after 15 s; the process only (we started it)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        console.print(f"[yellow]{name} did not stop on SIGTERM; killing it")
+        proc.kill()
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def webpacs_server(data_dir: Path, workers: int, log: Path) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    cmd = webpacs_cmd(
+        "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)
+    )
+    cmd += ["--workers", str(workers)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=webpacs_env())
+    try:
+        base = f"http://127.0.0.1:{port}/dicomweb"
+        load.wait_ready(f"{base}/studies?limit=1", 60)
+        yield base, proc.pid
+    finally:
+        stop(proc, "webpacs")
+
+
+def ensure_orthanc() -> str:
+    """Install Debian's orthanc + orthanc-dicomweb when missing; returns the version."""
+    if not (Path(ORTHANC_BIN).exists() and Path(ORTHANC_PLUGIN).exists()):
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            raise SystemExit("Orthanc is not installed and apt-get as root is not available")
+        console.print("installing orthanc and orthanc-dicomweb (apt-get)...")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        # Keep the package's service from starting on all interfaces while installing.
+        policy = Path("/usr/sbin/policy-rc.d")
+        added = not policy.exists()
+        if added:
+            policy.write_text("#!/bin/sh\nexit 101\n")
+            policy.chmod(0o755)
+        try:
+            subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, timeout=600)
+            subprocess.run(
+                ["apt-get", "install", "-y", "-qq", "--no-install-recommends"]
+                + ["orthanc", "orthanc-dicomweb", "wrk"],
+                env=env,
+                check=True,
+                timeout=900,
+            )
+        finally:
+            if added:
+                policy.unlink()
+    out = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Version}", "orthanc", "orthanc-dicomweb"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip() or "unknown"
+
+
+def netns_prefix(ns: str) -> list[str]:
+    return ["ip", "netns", "exec", ns]
+
+
+@contextlib.contextmanager
+def orthanc_server(workdir: Path, log: Path) -> Iterator[tuple[str, int, str]]:
+    """Orthanc in a fresh network namespace with only loopback; yields (base, pid, netns)."""
+    ns = f"wpbench-{os.getpid()}"
+    storage = workdir / "storage"
+    storage.mkdir(parents=True)
+    cfg = {
+        "Name": "webpacs-bench",
+        "StorageDirectory": str(storage),
+        "IndexDirectory": str(storage),
+        "HttpPort": ORTHANC_PORT,
+        "DicomServerEnabled": False,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "HttpCompressionEnabled": True,
+        "Plugins": [ORTHANC_PLUGIN],
+        "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": False},
+    }
+    cfg_path = workdir / "orthanc.json"
+    cfg_path.write_text(json.dumps(cfg, indent=1))
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=30)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        subprocess.run(netns_prefix(ns) + ["ip", "link", "set", "lo", "up"], check=True)
+        with open(log, "wb") as out:
+            # `ip netns exec` execs Orthanc, so proc.pid is Orthanc's pid.
+            proc = subprocess.Popen(
+                netns_prefix(ns) + [ORTHANC_BIN, str(cfg_path)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        base = f"http://127.0.0.1:{ORTHANC_PORT}/dicom-web"
+        subprocess.run(
+            netns_prefix(ns)
+            + [sys.executable, str(HERE / "load.py"), "--base", base, "--workloads", "none"]
+            + ["--wait", "60"],
+            check=True,
+            timeout=90,
+        )
+        yield base, proc.pid, ns
+    finally:
+        stop(proc, "Orthanc")
+        subprocess.run(["ip", "netns", "del", ns], check=False, timeout=30)
+
+
+# -- driving -----------------------------------------------------------------------
+def drive(
+    prefix: list[str],
+    base: str,
+    server: str,
+    pid: int,
+    manifest: Path,
+    args: list[str],
+    bound: float,
+) -> list[dict[str, Any]]:
+    """Run ``load.py`` (in the server's network namespace via ``prefix``); its results."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = Path(f.name)
+    cmd = prefix + [sys.executable, str(HERE / "load.py"), "--base", base, "--server", server]
+    cmd += ["--pid", str(pid), "--manifest", str(manifest), "--json", str(out), *args]
+    try:
+        subprocess.run(cmd, check=True, timeout=bound, stdout=subprocess.DEVNULL)
+        results: list[dict[str, Any]] = json.loads(out.read_text())
+        return results
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def timed_cli(name: str, cmd: list[str], items: int, nbytes: int, bound: float) -> dict[str, Any]:
+    """Run a webpacs command, timing it and sampling its process tree's peak RSS."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=webpacs_env()
+    )
+    with load.RssSampler(proc.pid) as rss:
+        try:
+            _, err = proc.communicate(timeout=bound)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+    secs = time.monotonic() - start
+    ok = proc.returncode == 0
+    return asdict(
+        load.Result(
+            workload=name,
+            server="webpacs",
+            tool="cli",
+            requests=1,
+            errors=0 if ok else 1,
+            seconds=round(secs, 2),
+            mb_per_s=round(nbytes / secs / 1e6, 1) if ok else 0,
+            items=items if ok else 0,
+            items_per_s=round(items / secs, 1) if ok else 0,
+            peak_rss_mb=rss.peak_mb,
+            note="" if ok else err.decode(errors="replace").strip()[-300:],
+        )
+    )
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        mem = f.readline().split(":", 1)[1].strip()
+    rev = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    wrk = shutil.which("wrk")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "webpacs_commit": rev,
+        "load_tool": "wrk" if wrk else "python (httpx)",
+        # Other work on the machine skews the figures: note the load around the run.
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+# -- report ------------------------------------------------------------------------
+def _rate(r: dict[str, Any] | None) -> float | None:
+    if r is None or not r["requests"]:
+        return None
+    v = r["items_per_s"] if r.get("items_per_s") is not None else r["rps"]
+    return float(v) if v is not None else None
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def summarize(
+    results: list[dict[str, Any]], descriptions: dict[str, str], servers: list[str]
+) -> tuple[Table, list[dict[str, Any]]]:
+    by: dict[tuple[str, str], dict[str, Any]] = {(r["workload"], r["server"]): r for r in results}
+    order: list[str] = []
+    for r in results:
+        if r["workload"] not in order:
+            order.append(r["workload"])
+    table = Table(title="webpacs benchmark", show_lines=False)
+    table.add_column("workload")
+    for s in servers:
+        table.add_column(f"{s} req/s", justify="right")
+        table.add_column("p50 / p99 ms", justify="right")
+        table.add_column("MB/s", justify="right")
+    anchor = len(servers) > 1
+    if anchor:
+        table.add_column("ratio", justify="right")
+        table.add_column("target", justify="right")
+    rows = []
+    for name in order:
+        cells = [descriptions.get(name, name)]
+        row: dict[str, Any] = {"workload": name}
+        for s in servers:
+            got = by.get((name, s))
+            rate = _rate(got)
+            if got is None or rate is None:
+                cells += ["-" if got is None else (got["note"] or "failed")[:40], "", ""]
+            else:
+                r = got
+                unit = " inst/s" if r.get("items_per_s") is not None else ""
+                err = f" [red]{r['errors']} err[/]" if r["errors"] else ""
+                lat = f"{_fmt(r['p50_ms'])} / {_fmt(r['p99_ms'])}" if r["p50_ms"] else ""
+                cells += [_fmt(rate) + unit + err, lat, _fmt(r["mb_per_s"])]
+            row[s] = rate
+        if anchor:
+            a, b = row.get(servers[0]), row.get(servers[1])
+            ratio = a / b if a and b else None
+            target = TARGETS.get(name)
+            row["ratio"] = round(ratio, 2) if ratio else None
+            row["target"] = target
+            mark = ""
+            if ratio is not None and target is not None:
+                mark = " [green]ok[/]" if ratio >= target else " [red]missed[/]"
+            cells += [f"{ratio:.2f}x" if ratio else "-", (f"{target:g}x" + mark) if target else ""]
+        table.add_row(*cells)
+        rows.append(row)
+    peak = {
+        s: max(
+            ((r["peak_rss_mb"] or 0) for r in results if r["server"] == s and r["tool"] != "cli"),
+            default=0,
+        )
+        for s in servers
+    }
+    cells = ["peak server RSS under load (MB)"]
+    for s in servers:
+        cells += [f"{peak[s]:.0f}", "", ""]
+    if anchor:
+        a, b = peak[servers[0]], peak[servers[1]]
+        ok = " [green]ok[/]" if a <= b else " [red]missed[/]"
+        cells += [f"{a / b:.2f}x" if b else "-", "<= 1x" + ok]
+    table.add_row(*cells)
+    rows.append({"workload": "peak-rss-mb", **peak})
+    return table, rows
+
+
+# -- main --------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--size", choices=sorted(SIZES), default="standard")
+    p.add_argument("--anchor", choices=["orthanc"], default=None)
+    p.add_argument("--duration", type=float, default=10, help="seconds per read workload")
+    p.add_argument("--connections", type=int, default=4, help="concurrent connections")
+    p.add_argument("--workers", type=int, default=2, help="webpacs server processes")
+    p.add_argument("--workloads", default="all", help="comma-separated read workloads")
+    p.add_argument("--no-import", action="store_true", help="skip the `webpacs import` row")
+    p.add_argument("--cache", type=Path, default=HERE / ".data")
+    p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    p.add_argument("--keep", action="store_true", help="keep the servers' data directories")
+    args = p.parse_args(argv)
+
+    started = dt.datetime.now(dt.UTC)
+    manifest = generate(args.size, args.cache)
+    mpath = Path(manifest.root) / "manifest.json"
+    console.print(
+        f"dataset [bold]{args.size}[/]: {manifest.instance_count} instances,"
+        f" {manifest.total_bytes / 1e6:,.0f} MB in {manifest.root}"
+    )
+    info = machine()
+    if args.anchor == "orthanc":
+        info["orthanc"] = ensure_orthanc()
+    work = Path(tempfile.mkdtemp(prefix="webpacs-bench-"))
+    results: list[dict[str, Any]] = []
+    read_bound = args.duration + 300
+    stow_bound = 1800.0
+    try:
+        with contextlib.ExitStack() as stack:
+            servers: dict[str, tuple[list[str], str, int]] = {}
+            base, pid = stack.enter_context(
+                webpacs_server(work / "webpacs", args.workers, work / "webpacs.log")
+            )
+            servers["webpacs"] = ([], base, pid)
+            if args.anchor == "orthanc":
+                obase, opid, ns = stack.enter_context(
+                    orthanc_server(work / "orthanc", work / "orthanc.log")
+                )
+                servers["orthanc"] = (netns_prefix(ns), obase, opid)
+            names = list(servers)
+            for name in names:
+                prefix, b, spid = servers[name]
+                console.print(f"STOW-RS {manifest.instance_count} instances to {name}...")
+                results += drive(
+                    prefix, b, name, spid, mpath, ["--stow", "--workloads", "none"], stow_bound
+                )
+            if not args.no_import:
+                console.print("webpacs import of the same files...")
+                dirs = sorted(str(d) for d in Path(manifest.root).iterdir() if d.is_dir())
+                cmd = webpacs_cmd("import", "--data-dir", str(work / "import"), *dirs)
+                results.append(
+                    timed_cli(
+                        "import", cmd, manifest.instance_count, manifest.total_bytes, stow_bound
+                    )
+                )
+                shutil.rmtree(work / "import", ignore_errors=True)
+            results += static_build(work, manifest)
+            wanted = None if args.workloads == "all" else set(args.workloads.split(","))
+            workloads = [
+                w for w in load.read_workloads(manifest) if wanted is None or w.name in wanted
+            ]
+            for i, wl in enumerate(workloads):
+                turn = names if i % 2 == 0 else names[::-1]
+                for name in turn:
+                    console.print(f"{wl.name} on {name} ({args.duration:g} s)...")
+                    prefix, b, spid = servers[name]
+                    extra = ["--workloads", wl.name, "--duration", str(args.duration)]
+                    extra += ["--connections", str(args.connections)]
+                    results += drive(prefix, b, name, spid, mpath, extra, read_bound)
+    finally:
+        if args.keep:
+            console.print(f"data kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+    descriptions = {w.name: w.description for w in load.read_workloads(manifest)}
+    descriptions.update(
+        {
+            "stow": "STOW-RS, batches of 50",
+            "import": "webpacs import (same files)",
+            "static-build": "webpacs static build",
+        }
+    )
+    server_names = ["webpacs"] + (["orthanc"] if args.anchor else [])
+    table, rows = summarize(results, descriptions, server_names)
+    Console(width=max(160, shutil.get_terminal_size().columns)).print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    path = args.out / f"{stamp}-{args.size}{'-' + args.anchor if args.anchor else ''}.json"
+    doc = {
+        "started": started.isoformat(),
+        "size": args.size,
+        "dims": list(manifest.dims),
+        "instances": manifest.instance_count,
+        "dataset_bytes": manifest.total_bytes,
+        "settings": {
+            "duration": args.duration,
+            "connections": args.connections,
+            "webpacs_workers": args.workers,
+        },
+        "machine": info,
+        "results": results,
+        "summary": rows,
+    }
+    info["loadavg_end"] = os.getloadavg()
+    path.write_text(json.dumps(doc, indent=1))
+    console.print(f"results: {path}")
+    return 0
+
+
+def static_build(work: Path, manifest: Manifest) -> list[dict[str, Any]]:
+    """``webpacs static build`` of the STOW'd store, when the command exists."""
+    probe = subprocess.run(
+        webpacs_cmd("static", "--help"),
+        capture_output=True,
+        env=webpacs_env(),
+        check=False,
+        timeout=60,
+    )
+    if probe.returncode != 0:
+        console.print("[yellow]`webpacs static` does not exist yet: static build skipped")
+        return [
+            asdict(
+                load.Result(
+                    workload="static-build",
+                    server="webpacs",
+                    tool="cli",
+                    note="skipped: no `webpacs static` command",
+                )
+            )
+        ]
+    console.print("webpacs static build...")
+    cmd = webpacs_cmd("static", "build", "--data-dir", str(work / "webpacs"), str(work / "static"))
+    res = timed_cli("static-build", cmd, manifest.instance_count, manifest.total_bytes, 1800)
+    shutil.rmtree(work / "static", ignore_errors=True)
+    return [res]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

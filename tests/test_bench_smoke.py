@@ -1,0 +1,85 @@
+"""Smoke test of the benchmark scripts (bench/): the ``small`` dataset, tiny bounds.
+
+Checks that generate, the load driver and the runner work against webpacs and write
+well-formed results; asserts no figures.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import load, run
+from bench.generate import Manifest, generate
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Manifest:
+    return generate("small", tmp_path_factory.mktemp("bench-data"), quiet=True)
+
+
+def test_generate_reuses_the_cache(manifest: Manifest) -> None:
+    assert manifest.instance_count == 200
+    assert all(f.is_file() for f in manifest.files())
+    again = generate("small", Path(manifest.root).parent, quiet=True)
+    assert again.to_json() == manifest.to_json()
+
+
+def test_load_driver_against_webpacs(manifest: Manifest, tmp_path: Path) -> None:
+    with run.webpacs_server(tmp_path / "store", 1, tmp_path / "webpacs.log") as (base, pid):
+        stow = load.run_stow(base, "webpacs", manifest.files()[:60], pid=pid, max_seconds=60)
+        assert (stow.items, stow.errors, stow.requests) == (60, 0, 2)
+        assert stow.peak_rss_mb and stow.peak_rss_mb > 0
+        rest = load.run_stow(base, "webpacs", manifest.files()[60:], pid=pid, max_seconds=60)
+        assert rest.errors == 0
+        for wl in load.read_workloads(manifest):
+            res = load.run_read(
+                base,
+                "webpacs",
+                wl,
+                pid=pid,
+                duration=0.3,
+                connections=2,
+                max_requests=10,
+                tool="python",
+            )
+            assert res.check.get("status") == 200, (wl.name, res.check)
+            assert res.requests > 0 and res.errors == 0, (wl.name, res)
+            assert res.p50_ms is not None and res.p99_ms is not None
+            assert res.p50_ms <= res.p99_ms
+
+
+def test_runner_writes_results(manifest: Manifest, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    rc = run.main(
+        [
+            "--size",
+            "small",
+            "--cache",
+            str(Path(manifest.root).parent),
+            "--out",
+            str(out),
+            "--duration",
+            "1",
+            "--connections",
+            "2",
+            "--workers",
+            "1",
+            "--workloads",
+            "qido-studies-all,wado-series-metadata-gz",
+        ]
+    )
+    assert rc == 0
+    (path,) = out.glob("*-small.json")
+    doc = json.loads(path.read_text())
+    assert doc["instances"] == 200
+    names = {(r["workload"], r["server"]) for r in doc["results"]}
+    for name in ("stow", "import", "static-build", "qido-studies-all", "wado-series-metadata-gz"):
+        assert (name, "webpacs") in names
+    for r in doc["results"]:
+        assert set(r) >= {"workload", "server", "rps", "p50_ms", "p99_ms", "mb_per_s", "errors"}
+        if r["workload"] != "static-build" or not r["note"].startswith("skipped"):
+            assert r["errors"] == 0, r
+    assert any(row["workload"] == "peak-rss-mb" for row in doc["summary"])
