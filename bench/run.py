@@ -229,15 +229,13 @@ def drive(
 def timed_cli(name: str, cmd: list[str], items: int, nbytes: int, bound: float) -> dict[str, Any]:
     """Run a webpacs command, timing it and sampling its process tree's peak RSS."""
     start = time.monotonic()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=webpacs_env()
-    )
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=webpacs_env())
     with load.RssSampler(proc.pid) as rss:
         try:
-            _, err = proc.communicate(timeout=bound)
+            out, err = proc.communicate(timeout=bound)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, err = proc.communicate()
+            out, err = proc.communicate()
     secs = time.monotonic() - start
     ok = proc.returncode == 0
     return asdict(
@@ -252,9 +250,24 @@ def timed_cli(name: str, cmd: list[str], items: int, nbytes: int, bound: float) 
             items=items if ok else 0,
             items_per_s=round(items / secs, 1) if ok else 0,
             peak_rss_mb=rss.peak_mb,
+            check=_json_line(out),
             note="" if ok else err.decode(errors="replace").strip()[-300:],
         )
     )
+
+
+def _json_line(out: bytes) -> dict[str, Any]:
+    """The last line of a command's output that is a JSON object (``--json`` figures)."""
+    for line in reversed(out.decode(errors="replace").splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                return value
+    return {}
 
 
 def machine() -> dict[str, Any]:
@@ -502,8 +515,18 @@ def static_build(work: Path, manifest: Manifest) -> list[dict[str, Any]]:
             )
         ]
     console.print("webpacs static build...")
-    cmd = webpacs_cmd("static", "build", "--data-dir", str(work / "webpacs"), str(work / "static"))
+    cmd = webpacs_cmd(
+        "static", "build", "--data-dir", str(work / "webpacs"),
+        "--out", str(work / "static"), "--dedup", "--json",
+    )  # fmt: skip
     res = timed_cli("static-build", cmd, manifest.instance_count, manifest.total_bytes, 1800)
+    fig = res["check"]
+    if fig.get("tree_bytes"):
+        ratio = fig["tree_bytes"] / manifest.total_bytes
+        dedup = fig.get("dedup_ratio")
+        res["note"] = f"tree {fig['tree_bytes'] / 1e6:.0f} MB = {ratio:.2f}x the input;" + (
+            f" dedup metadata {dedup:.3f}x plain" if dedup is not None else ""
+        )
     shutil.rmtree(work / "static", ignore_errors=True)
     return [res]
 

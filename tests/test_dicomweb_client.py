@@ -308,3 +308,17 @@ def test_dicomweb_client_cli(tmp_path: Path, server: RunningServer) -> None:
     assert [p.read_bytes() for p in saved_frames] == [ds.PixelData]
     # (the CLI's `retrieve bulkdata` fails inside dicomweb-client 0.61 itself, with
     # "'Namespace' object has no attribute 'media_type'"; bulk data is covered through the API)
+
+
+def test_study_metadata_gzip_and_etag(loaded: Any) -> None:
+    server, client, datasets = loaded
+    ds = datasets["CT_small.dcm"]
+    url = f"{server.url}/studies/{ds.StudyInstanceUID}/metadata"
+    gz = requests.get(url, headers={"Accept-Encoding": "gzip"}, timeout=10)
+    plain = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=10)
+    assert gz.headers["Content-Encoding"] == "gzip"
+    assert gz.json() == plain.json() == client.retrieve_study_metadata(ds.StudyInstanceUID)
+    assert (
+        requests.get(url, headers={"If-None-Match": gz.headers["ETag"]}, timeout=10).status_code
+        == 304
+    )

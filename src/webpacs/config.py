@@ -49,7 +49,7 @@ DEFAULTS: dict[str, Any] = {
         "maxBodyBytes": 4 * 1024**3,
         "allowDelete": True,
         "qidoMaxResults": 10000,
-        "workers": 1,
+        "workers": 0,  # 0 = one per core
     },
     "ingest": {
         "conflict": "reject",  # or "overwrite"

@@ -59,21 +59,46 @@ def series_metadata(
     return gzip.decompress(data), etag
 
 
-def study_metadata(index: Index, blobs: Blobs, study: str, base_url: str) -> tuple[bytes, str]:
-    """Study metadata: the per-series documents concatenated into one array, and its ETag."""
+def study_metadata_gz(index: Index, blobs: Blobs, study: str, base_url: str) -> tuple[bytes, str]:
+    """The gzip'd study metadata: its series' documents concatenated, built when stale.
+
+    Kept as ``derived/<study>/study-<hash of the series versions>-<base>.json.gz``.
+    """
     series_uids = index.study_series(study)
     if not series_uids:
         raise NotFound(f"study {study} not found")
+    versions = [f"{s}={index.series_version(study, s)}" for s in series_uids]
+    tag = hashlib.sha1("|".join(versions).encode()).hexdigest()[:20]
+    key = f"derived/{study}/study-{tag}-{_base_tag(base_url)}.json.gz"
+    etag = f'W/"s{tag}-{_base_tag(base_url)}"'
+    try:
+        return blobs.get(key), etag
+    except NotFound:
+        pass
     parts = []
-    tags = []
     for series in series_uids:
-        data, etag = series_metadata(index, blobs, study, series, base_url)
+        data, _ = series_metadata(index, blobs, study, series, base_url)
         inner = data.strip()[1:-1].strip()
         if inner:
             parts.append(inner)
-        tags.append(etag)
-    etag = 'W/"' + hashlib.sha1("".join(tags).encode()).hexdigest()[:20] + '"'
-    return b"[" + b",".join(parts) + b"]", etag
+    body = gzip.compress(b"[" + b",".join(parts) + b"]", compresslevel=6, mtime=0)
+    blobs.put(key, body)
+    for old in list(blobs.keys(f"derived/{study}/study-")):
+        if f"/study-{tag}-" not in old:
+            blobs.delete(old)  # built for an earlier state of the study
+    return body, etag
+
+
+def study_metadata(index: Index, blobs: Blobs, study: str, base_url: str) -> tuple[bytes, str]:
+    """Uncompressed study metadata and its ETag."""
+    data, etag = study_metadata_gz(index, blobs, study, base_url)
+    return gzip.decompress(data), etag
+
+
+def drop_study(blobs: Blobs, study: str) -> None:
+    """Remove the study-level derived documents (after the study changed or was deleted)."""
+    for key in list(blobs.keys(f"derived/{study}/study-")):
+        blobs.delete(key)
 
 
 def drop_series(blobs: Blobs, study: str, series: str) -> None:

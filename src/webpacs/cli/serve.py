@@ -17,7 +17,7 @@ from webpacs.dimse import start_scp
 @config_options
 @click.option("--host", default=None, help="Address to bind. [default: 127.0.0.1]")
 @click.option("--port", type=int, default=None, help="HTTP port. [default: 8042]")
-@click.option("--workers", type=int, default=None, help="Server processes. [default: 1]")
+@click.option("--workers", type=int, default=None, help="Server processes. [default: one per core]")
 @click.option("--dimse/--no-dimse", default=True, help="Also run the DIMSE SCP. [default: on]")
 def serve(
     config_files: tuple[str, ...],
@@ -59,8 +59,14 @@ def _run(srv: dict[str, Any], verbose: int) -> None:
         factory=True,
         host=srv["host"],
         port=srv["port"],
-        workers=srv["workers"] if srv["workers"] > 1 else None,
+        workers=_workers(srv["workers"]),
         log_level="info" if verbose >= 0 else "warning",
         access_log=verbose > 0,
         http="webpacs.web.nodelay:NoDelayHTTPProtocol",
     )
+
+
+def _workers(configured: int) -> int | None:
+    """uvicorn's ``workers``: ``None`` (serve in this process) for one, cores for 0."""
+    n = configured if configured > 0 else (os.cpu_count() or 1)
+    return n if n > 1 else None

@@ -65,7 +65,7 @@ def build_metadata(
     meta = ds.to_json_dict(
         bulk_data_threshold=threshold,
         bulk_data_element_handler=handler,
-        suppress_invalid_tags=True,
+        suppress_invalid_tags=False,  # a value that does not convert is corrupt data
     )
     # Pixel data is bulk data whatever its size (pydicom only asks the handler past the threshold).
     for tag in PIXEL_TAGS:

@@ -70,7 +70,8 @@ def _schema() -> str:
         keyword TEXT NOT NULL, previous TEXT, value TEXT, time REAL NOT NULL);
     CREATE INDEX IF NOT EXISTS series_study ON series(study_uid);
     CREATE INDEX IF NOT EXISTS instances_series ON instances(series_uid, instancenumber);
-    CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
+    CREATE INDEX IF NOT EXISTS instances_study_series ON instances(study_uid, series_uid);
+    DROP INDEX IF EXISTS instances_study;
     CREATE INDEX IF NOT EXISTS studies_patientid ON studies(patientid);
     CREATE INDEX IF NOT EXISTS studies_date ON studies(studydate, studytime);
     CREATE INDEX IF NOT EXISTS studies_accession ON studies(accessionnumber);
@@ -497,11 +498,13 @@ class SqliteIndex:
             )
         where: list[str] = []
         args: list[Any] = []
+        # scope on the queried table's own columns, so SQLite uses that table's index
+        own = "i" if level is Level.INSTANCE else "se" if level is Level.SERIES else "st"
         if query.study_uid is not None:
-            where.append("st.study_uid = ?")
+            where.append(f"{own}.study_uid = ?")
             args.append(query.study_uid)
         if query.series_uid is not None:
-            where.append("se.series_uid = ?")
+            where.append(f"{'i' if level is Level.INSTANCE else 'se'}.series_uid = ?")
             args.append(query.series_uid)
         for cond in query.conditions:
             a = cond.attribute

@@ -23,6 +23,8 @@ def remove(st: Store, study: str, series: str | None, sop: str | None) -> int:
         st.blobs.delete(rec.blob_key)
     for series_uid in {r.series_uid for r in records}:
         derived.drop_series(st.blobs, study, series_uid)
+    if records:
+        derived.drop_study(st.blobs, study)
     return len(records)
 
 

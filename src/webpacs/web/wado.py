@@ -84,38 +84,32 @@ def _not_modified(request: Request, etag: str) -> bool:
 
 
 async def metadata(request: Request) -> Response:
+    """Instance, series or study metadata; the derived documents are served gzip'd as stored."""
     rep = negotiate(request.headers.get("accept"), _JSON_OFFERS)
     study, series, sop = path_uids(request)
     assert study is not None
     st = store(request)
     base = base_url(request)
     headers = {"Vary": "Accept-Encoding"}
+    gz = accepts_gzip(request)
     if sop is not None:
         rec = await threaded(st.index.get, sop)
         if rec is None or rec.study_uid != study or rec.series_uid != series:
             raise NotFound(f"instance {sop} not found")
         etag = f'W/"{rec.digest[:20]}"'
-        body = b"[" + render(rec.metadata, base) + b"]"
+        body, gz = b"[" + render(rec.metadata, base) + b"]", False
     elif series is not None:
-        if accepts_gzip(request):
-            data, etag = await threaded(
-                derived.series_metadata_gz, st.index, st.blobs, study, series, base
-            )
-            if _not_modified(request, etag):
-                return Response(status_code=304, headers={"ETag": etag, **headers})
-            return Response(
-                data,
-                media_type=rep.media_type,
-                headers={"ETag": etag, "Content-Encoding": "gzip", **headers},
-            )
-        body, etag = await threaded(
-            derived.series_metadata, st.index, st.blobs, study, series, base
-        )
+        build = derived.series_metadata_gz if gz else derived.series_metadata
+        body, etag = await threaded(build, st.index, st.blobs, study, series, base)
     else:
-        body, etag = await threaded(derived.study_metadata, st.index, st.blobs, study, base)
+        study_build = derived.study_metadata_gz if gz else derived.study_metadata
+        body, etag = await threaded(study_build, st.index, st.blobs, study, base)
+    headers["ETag"] = etag
     if _not_modified(request, etag):
-        return Response(status_code=304, headers={"ETag": etag, **headers})
-    return Response(body, media_type=rep.media_type, headers={"ETag": etag, **headers})
+        return Response(status_code=304, headers=headers)
+    if gz:
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type=rep.media_type, headers=headers)
 
 
 # -- frames and bulk data --------------------------------------------------------
