@@ -83,3 +83,16 @@ def test_runner_writes_results(manifest: Manifest, tmp_path: Path) -> None:
         if r["workload"] != "static-build" or not r["note"].startswith("skipped"):
             assert r["errors"] == 0, r
     assert any(row["workload"] == "peak-rss-mb" for row in doc["summary"])
+
+
+def test_qido_scale_script() -> None:
+    from bench import qido_scale
+
+    rows = qido_scale.measure(2_000, 5, http=True)
+    assert [(r["workload"], r["where"]) for r in rows] == [
+        ("studies by PatientID", "in process"),
+        ("studies by date range (limit 100)", "in process"),
+        ("studies by PatientID", "over HTTP"),
+        ("studies by date range (limit 100)", "over HTTP"),
+    ]
+    assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
