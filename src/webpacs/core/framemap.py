@@ -131,7 +131,7 @@ def bulk_spans(bulk: dict[str, DataElement], stored: bytes) -> dict[str, list[Sp
         if not isinstance(value, bytes | bytearray):
             continue
         tell = elem.file_tell
-        if tell is not None and memoryview(stored)[tell : tell + len(value)] == value:
+        if tell is not None and stored.startswith(value, tell):  # memcmp, no copy
             out[path] = [(tell, len(value))]
             continue
         found = stored.find(value)

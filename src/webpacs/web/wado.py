@@ -24,7 +24,7 @@ from webpacs.storage.base import Blobs, InstanceRecord
 from webpacs.web.common import accepts_gzip, base_url, path_uids, store, threaded
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
-CHUNK = 1 << 20
+CHUNK = 8 << 20
 _JSON_OFFERS = [
     Representation("application/dicom+json", None, False),
     Representation("application/json", None, False),
@@ -33,6 +33,7 @@ _JSON_OFFERS = [
 
 # -- retrieve instances ----------------------------------------------------------
 def _file_chunks(blobs: Blobs, key: str) -> Iterator[bytes]:
+    """A stored object in chunks of up to ``CHUNK`` (most objects: one read, one hop)."""
     with blobs.open(key) as f:
         while chunk := f.read(CHUNK):
             yield chunk
@@ -155,26 +156,30 @@ def _pixel_offers(rec: InstanceRecord, single: bool) -> list[Representation]:
     return offers
 
 
-def _parts_response(
+async def _parts_response(
     blobs: Blobs, rec: InstanceRecord, rep: Representation, items: list[list[Span]], swap: int
 ) -> Response:
+    """Frames or bulk values (range reads of the stored object) as one response body.
+
+    The body is built in one threadpool call: frames are small next to a hop per chunk.
+    """
     ctype = rep.media_type
-    if (
-        rep.transfer_syntax
-        and ctype != "application/octet-stream"
-        or rep.transfer_syntax != EXPLICIT_LE
-    ):
+    if rep.transfer_syntax:
         ctype += f"; transfer-syntax={rep.transfer_syntax}"
     if not rep.multipart:
-        return Response(_read_spans(blobs, rec.blob_key, items[0], swap), media_type=ctype)
+        body = await threaded(_read_spans, blobs, rec.blob_key, items[0], swap)
+        return Response(body, media_type=ctype)
     boundary = new_boundary()
 
-    def parts() -> Iterator[tuple[dict[str, str], Iterator[bytes]]]:
-        for spans in items:
-            yield {"Content-Type": ctype}, iter([_read_spans(blobs, rec.blob_key, spans, swap)])
+    def build() -> bytes:
+        parts = (
+            ({"Content-Type": ctype}, [_read_spans(blobs, rec.blob_key, spans, swap)])
+            for spans in items
+        )
+        return b"".join(iter_multipart(parts, boundary))
 
-    return StreamingResponse(
-        iter_multipart(parts(), boundary),
+    return Response(
+        await threaded(build),
         media_type=multipart_content_type(rep.media_type, boundary, rep.transfer_syntax),
     )
 
@@ -195,7 +200,7 @@ async def frames(request: Request) -> Response:
         query_accept=request.query_params.get("accept"),
     )
     items = [fmap.frames[n - 1] for n in numbers]
-    return _parts_response(store(request).blobs, rec, rep, items, fmap.swap)
+    return await _parts_response(store(request).blobs, rec, rep, items, fmap.swap)
 
 
 async def bulkdata(request: Request) -> Response:
@@ -208,7 +213,7 @@ async def bulkdata(request: Request) -> Response:
     blobs = store(request).blobs
     if path == f"{PIXEL_DATA:08X}" and rec.transfer_syntax not in UNCOMPRESSED:
         rep = negotiate(request.headers.get("accept"), _pixel_offers(rec, len(fmap.frames) == 1))
-        return _parts_response(blobs, rec, rep, fmap.frames, 0)
+        return await _parts_response(blobs, rec, rep, fmap.frames, 0)
     offers = [
         Representation("application/octet-stream", EXPLICIT_LE, True),
         Representation("application/octet-stream", EXPLICIT_LE, False),
@@ -218,7 +223,7 @@ async def bulkdata(request: Request) -> Response:
     except NotAcceptable:
         raise
     swap = fmap.swap if path == f"{PIXEL_DATA:08X}" else 0
-    return _parts_response(blobs, rec, rep, [spans], swap)
+    return await _parts_response(blobs, rec, rep, [spans], swap)
 
 
 routes = [
