@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
 from typing import Any
@@ -179,11 +178,6 @@ def _instances(media_type: str, bodies: list[_Body]) -> list[tuple[bytes | None,
     return out
 
 
-#: Instances of one request stored side by side: parsing holds the GIL, but the fsync,
-#: hashing and file writes of one instance overlap the parsing of the next.
-INGEST_THREADS = 4
-
-
 def _store_all(
     request: Request, media_type: str, bodies: list[_Body], study: str | None
 ) -> list[IngestResult | _Failure]:
@@ -207,11 +201,7 @@ def _store_all(
             d = e.details
             return _Failure(_reason(e), str(e), d.get("sop_class_uid"), d.get("sop_uid"))  # type: ignore[arg-type]
 
-    items = _instances(media_type, bodies)
-    if len(items) == 1:
-        return [store_one(items[0])]
-    with ThreadPoolExecutor(INGEST_THREADS, thread_name_prefix="stow") as pool:
-        return list(pool.map(store_one, items))
+    return [store_one(item) for item in _instances(media_type, bodies)]
 
 
 def _ui(value: str) -> dict[str, Any]:
