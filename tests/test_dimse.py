@@ -576,3 +576,36 @@ def test_echo_and_storage_contexts_with_pynetdicom(make_scp: Callable[..., Runni
         assert assoc.send_c_echo().Status == 0x0000
     finally:
         assoc.release()
+
+
+#: Files whose data set dcmtk sends exactly as the file holds it. For most others dcmtk
+#: re-encodes before sending (it drops trailing padding, rewrites group and item lengths),
+#: so no receiver can store the file's bytes; test_storescu checks those element by
+#: element, and test_stored_bytes_are_the_sent_bytes shows with a byte-faithful SCU
+#: (pynetdicom) that C-STORE stores exactly the bytes sent.
+BYTE_FAITHFUL = [
+    (EMRI, []),
+    ("JPGLosslessP14SV1_1s_1f_8b.dcm", ["-xs"]),
+]
+
+
+@pytest.mark.parametrize(("name", "option"), BYTE_FAITHFUL, ids=[c[0] for c in BYTE_FAITHFUL])
+def test_storescu_stores_what_stow_stores(
+    make_scp: Callable[..., Running], name: str, option: list[str]
+) -> None:
+    """The same file by storescu (C-STORE) and by STOW's ingest: byte-identical data sets.
+
+    After storescu, ingesting the file again is a *duplicate* (equal data set digest),
+    not a conflict, and the stored data set bytes are the file's.
+    """
+    from webpacs.storage.base import Outcome
+
+    storescu = require_binary("storescu")
+    scp = make_scp()
+    path = sample(name)
+    r = run([storescu, *option, "-aec", "WEBPACS", "127.0.0.1", str(scp.port), str(path)])
+    assert r.returncode == 0, r.stderr
+    sop = header(name).SOPInstanceUID
+    assert dataset_bytes(scp.stored(sop)) == dataset_bytes(path.read_bytes())
+    again = ingest(scp.store.index, scp.store.blobs, path.read_bytes())
+    assert again.outcome is Outcome.DUPLICATE
