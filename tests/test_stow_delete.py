@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import orjson
 import pydicom
+import pydicom.uid
 import pytest
 import requests
 from pydicom.encaps import generate_frames
@@ -203,3 +205,30 @@ def test_study_attribute_disagreements_are_retrievable(server: RunningServer) ->
     )
     assert study.headers["Content-Type"].startswith("application/json")
     assert study.json()[0]["00100010"]["Value"] == [{"Alphabetic": "Other^Name"}]
+
+
+def test_change_feed_rebuilds_derived_documents(tmp_path: Path) -> None:
+    """An instance that arrives by another door gets its series metadata built off-request."""
+    from tests.conftest import start_server
+
+    srv = start_server(tmp_path, server={"deriveInterval": 0.2})
+    try:
+        post(srv, [dicom_part("emri_small.dcm")], "application/dicom")
+        ds = pydicom.dcmread(data_file("emri_small.dcm"))
+        url = f"{srv.url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/metadata"
+        assert len(requests.get(url, timeout=10).json()) == 1  # the client's host is remembered
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        ingest(srv.store.index, srv.store.blobs, buf.getvalue())  # like C-STORE or a peer node
+        version = srv.store.index.series_version(ds.StudyInstanceUID, ds.SeriesInstanceUID)
+        prefix = f"derived/{ds.StudyInstanceUID}/{ds.SeriesInstanceUID}/{version}-"
+        deadline = time.monotonic() + 10
+        while not list(srv.store.blobs.keys(prefix)):
+            assert time.monotonic() < deadline, "the deriver did not rebuild the series document"
+            time.sleep(0.05)
+        assert len(requests.get(url, timeout=10).json()) == 2
+        study_docs = list(srv.store.blobs.keys(f"derived/{ds.StudyInstanceUID}/study-"))
+        assert len(study_docs) == 1
+    finally:
+        srv.stop()

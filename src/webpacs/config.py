@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "allowDelete": True,
         "qidoMaxResults": 10000,
         "workers": 0,  # 0 = one per core
+        "deriveInterval": 2.0,  # seconds between change-feed polls of the deriver; 0 = off
     },
     "ingest": {
         "conflict": "reject",  # or "overwrite"

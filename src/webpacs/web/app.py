@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route
 
 from webpacs import __version__
 from webpacs.config import Settings
+from webpacs.deriver import Deriver
 from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
@@ -43,9 +44,16 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     the_store = st if st is not None else open_store(settings.for_service("server"))
     the_proxy = Proxy.from_settings(settings, the_store)
 
+    interval = settings.get("server", "deriveInterval")
+    deriver = Deriver(the_store.index, the_store.blobs, interval=interval) if interval else None
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if deriver is not None:
+            deriver.start()
         yield
+        if deriver is not None:
+            deriver.stop()
         if the_proxy is not None:
             the_proxy.close()
         if own:
@@ -80,5 +88,6 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     app.state.settings = settings
     app.state.store = the_store
     app.state.proxy = the_proxy
+    app.state.deriver = deriver
     app.state.proxy_inflight = {}
     return app

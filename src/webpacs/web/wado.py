@@ -93,6 +93,8 @@ async def metadata(request: Request) -> Response:
     base = base_url(request)
     headers = {"Vary": "Accept-Encoding"}
     gz = accepts_gzip(request)
+    if request.app.state.deriver is not None:
+        request.app.state.deriver.remember(base)  # keep this host's documents warm
     if sop is not None:
         rec = await threaded(st.index.get, sop)
         if rec is None or rec.study_uid != study or rec.series_uid != series:
