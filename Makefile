@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run    - install, load the sample studies, serve DICOMweb on http://$(HOST):$(PORT)/dicomweb"
 	@echo "make test   - install test dependencies and run the whole suite"
-	@echo "make bench  - run the benchmarks under bench/ (ANCHOR=orthanc to compare)"
+	@echo "make bench  - run the benchmarks under bench/ (ANCHOR=orthanc, BACKENDS=sqlite+files,couchdb+s3)"
 	@echo "make lint   - ruff check, ruff format --check, mypy"
 
 $(STAMP): pyproject.toml
@@ -43,8 +43,11 @@ test: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py $(if $(ANCHOR),--anchor $(ANCHOR),) $(if $(SIZE),--size $(SIZE),)
+# BACKENDS=sqlite+files,couchdb+s3 also needs pouchdb-server (installed into .npm-tools as for
+# `make test`); without it the couchdb+s3 column is skipped with a note.
+bench: $(STAMP) $(if $(findstring couchdb,$(BACKENDS)),$(NPM_STAMP),)
+	$(BIN)/python bench/run.py $(if $(ANCHOR),--anchor $(ANCHOR),) $(if $(SIZE),--size $(SIZE),) \
+		$(if $(BACKENDS),--backends $(BACKENDS),) $(if $(INSTANCES),--instances $(INSTANCES),)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -149,7 +149,9 @@ def read_workloads(m: Manifest) -> list[Workload]:
     series = [(st, se) for st in studies for se in st.series]
     dates = sorted(st.date for st in studies)
     quarter = max(1, len(dates) // 4)
-    ranges = [f"{dates[i]}-{dates[min(i + quarter, len(dates)) - 1]}" for i in range(0, 4)]
+    ranges = [
+        f"{dates[i]}-{dates[min(i + quarter, len(dates)) - 1]}" for i in range(min(4, len(dates)))
+    ]
     frames = [
         f"studies/{st.uid}/series/{se.uid}/instances/{sop}/frames/1"
         for st, se in series

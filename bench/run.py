@@ -1,12 +1,15 @@
 """``make bench``: webpacs (and optionally Orthanc) under the same DICOMweb workloads.
 
     python bench/run.py [--size small|standard] [--anchor orthanc] [--duration 10]
+        [--backends sqlite+files,couchdb+s3] [--instances N]
 
 1. generates (or reuses) the dataset (``bench/generate.py``);
 2. starts ``webpacs serve`` on a fresh embedded store (127.0.0.1, a free port) and, with
    ``--anchor orthanc``, Orthanc with its DICOMweb plugin inside a network namespace
    that has only loopback (installing Debian's ``orthanc`` and ``orthanc-dicomweb`` when
-   missing);
+   missing); with ``--backends ...,couchdb+s3`` also a pouchdb-server (CouchDB stand-in,
+   from ``.npm-tools``) and a moto S3 server on 127.0.0.1, and a second ``webpacs serve``
+   with ``index: couchdb``, ``blobs: s3`` over them;
 3. stores the dataset in each by STOW-RS (batches of 50), times ``webpacs import`` of
    the same files into another fresh store, and ``webpacs static build`` when that
    command exists;
@@ -23,6 +26,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import platform
 import shutil
@@ -33,18 +37,19 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
 from bench import load, qido_scale
-from bench.generate import SIZES, Manifest, generate
+from bench.generate import SIZES, Manifest, SeriesInfo, StudyInfo, generate
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -104,12 +109,17 @@ def stop(proc: subprocess.Popen[Any] | None, name: str) -> None:
 
 
 @contextlib.contextmanager
-def webpacs_server(data_dir: Path, workers: int, log: Path) -> Iterator[tuple[str, int]]:
+def webpacs_server(
+    data_dir: Path, workers: int, log: Path, config: Path | None = None
+) -> Iterator[tuple[str, int]]:
+    """``webpacs serve`` (DICOMweb only) on 127.0.0.1; ``config``: a JSON5 file for ``-c``."""
     port = free_port()
     cmd = webpacs_cmd(
         "serve", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)
     )
-    cmd += ["--workers", str(workers)]
+    cmd += ["--workers", str(workers), "--no-dimse"]
+    if config is not None:
+        cmd += ["-c", str(config)]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=webpacs_env())
     try:
@@ -118,6 +128,106 @@ def webpacs_server(data_dir: Path, workers: int, log: Path) -> Iterator[tuple[st
         yield base, proc.pid
     finally:
         stop(proc, "webpacs")
+
+
+# -- the scale-out pair: pouchdb-server (CouchDB) + moto (S3), test stand-ins --------
+#: ``--backends`` choices -> the server's label in the table and the results.
+BACKENDS: dict[str, str] = {"sqlite+files": "webpacs", "couchdb+s3": "webpacs (couchdb+s3)"}
+#: Where ``make test`` installs pouchdb-server (``npm install --prefix .npm-tools``).
+NPM_BIN = REPO / ".npm-tools" / "node_modules" / ".bin"
+
+
+def npm_tool(name: str) -> str | None:
+    """Path of an npm-installed program (project-local ``.npm-tools`` or PATH), or None."""
+    local = NPM_BIN / name
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    return shutil.which(name)
+
+
+@contextlib.contextmanager
+def pouchdb_server(program: str, workdir: Path) -> Iterator[tuple[str, int]]:
+    """pouchdb-server in memory on 127.0.0.1 (a free port); yields (url, pid)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    with open(workdir / "stdout.log", "wb") as out:
+        proc = subprocess.Popen(
+            [program, "--in-memory", "--port", str(port), "--host", "127.0.0.1",
+             "--config", str(workdir / "config.json"), "--no-stdout-logs"],
+            cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"pouchdb-server did not start (see {workdir}/stdout.log)")
+            time.sleep(0.1)
+        yield url, proc.pid
+    finally:
+        stop(proc, "pouchdb-server")
+
+
+@contextlib.contextmanager
+def moto_s3() -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 (a free port) in a thread of this process; its URL."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def scaleout_config(workdir: Path, couchdb_url: str, s3_url: str) -> Path:
+    """A JSON5 file configuring ``index: couchdb``, ``blobs: s3`` (creates the bucket)."""
+    import boto3
+
+    s3 = {
+        "bucket": "webpacs-bench",
+        "prefix": "webpacs",
+        "endpointUrl": s3_url,
+        "region": "us-east-1",
+        "accessKeyId": "testing",
+        "secretAccessKey": "testing",
+    }
+    boto3.client(
+        "s3",
+        endpoint_url=s3_url,
+        region_name=s3["region"],
+        aws_access_key_id=s3["accessKeyId"],
+        aws_secret_access_key=s3["secretAccessKey"],
+    ).create_bucket(Bucket=s3["bucket"])
+    cfg = {
+        "index": "couchdb",
+        "blobs": "s3",
+        "couchdb": {"url": couchdb_url, "database": "webpacs-bench"},
+        "s3": s3,
+    }
+    path = workdir / "webpacs-couchdb-s3.json5"
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cfg, indent=1))  # JSON is JSON5
+    return path
+
+
+@contextlib.contextmanager
+def scaleout_server(
+    program: str, workdir: Path, workers: int, log: Path
+) -> Iterator[tuple[str, int, int]]:
+    """pouchdb-server + moto + ``webpacs serve`` over them; yields (base, pid, pouchdb pid)."""
+    with contextlib.ExitStack() as stack:
+        couch, couch_pid = stack.enter_context(pouchdb_server(program, workdir / "pouchdb"))
+        s3 = stack.enter_context(moto_s3())
+        config = scaleout_config(workdir, couch, s3)
+        base, pid = stack.enter_context(webpacs_server(workdir / "data", workers, log, config))
+        yield base, pid, couch_pid
 
 
 def ensure_orthanc() -> str:
@@ -316,23 +426,43 @@ def _fmt(v: float | None, digits: int = 1) -> str:
     return f"{v:.{digits}f}"
 
 
+def _missing(r: dict[str, Any] | None) -> str:
+    """The cell of a workload without a rate: not run, none completed, or why it failed."""
+    if r is None:
+        return "-"
+    if r["note"]:
+        return str(r["note"])[:40]
+    if not r["requests"] and not r["errors"]:
+        return f"none done in {r['seconds']:g} s"
+    return "failed"
+
+
 def summarize(
     results: list[dict[str, Any]], descriptions: dict[str, str], servers: list[str]
 ) -> tuple[Table, list[dict[str, Any]]]:
+    """The table: a column group per server; with Orthanc, webpacs/Orthanc and the target;
+    with couchdb+s3, its ratio to sqlite+files (same data, same workload)."""
     by: dict[tuple[str, str], dict[str, Any]] = {(r["workload"], r["server"]): r for r in results}
     order: list[str] = []
     for r in results:
         if r["workload"] not in order:
             order.append(r["workload"])
+    ref, scaleout = BACKENDS["sqlite+files"], BACKENDS["couchdb+s3"]
+    pairs: list[tuple[str, str, str]] = []  # (column, numerator, denominator)
+    if scaleout in servers and ref in servers:
+        pairs.append(("couchdb+s3 / sqlite+files", scaleout, ref))
+    anchor = "orthanc" in servers and ref in servers
+    if anchor:
+        pairs.append(("ratio", ref, "orthanc"))
     table = Table(title="webpacs benchmark", show_lines=False)
     table.add_column("workload")
     for s in servers:
         table.add_column(f"{s} req/s", justify="right")
         table.add_column("p50 / p99 ms", justify="right")
         table.add_column("MB/s", justify="right")
-    anchor = len(servers) > 1
+    for column, _, _ in pairs:
+        table.add_column(column, justify="right")
     if anchor:
-        table.add_column("ratio", justify="right")
         table.add_column("target", justify="right")
     rows = []
     for name in order:
@@ -342,7 +472,7 @@ def summarize(
             got = by.get((name, s))
             rate = _rate(got)
             if got is None or rate is None:
-                cells += ["-" if got is None else (got["note"] or "failed")[:40], "", ""]
+                cells += [_missing(got), "", ""]
             else:
                 r = got
                 unit = " inst/s" if r.get("items_per_s") is not None else ""
@@ -350,16 +480,19 @@ def summarize(
                 lat = f"{_fmt(r['p50_ms'])} / {_fmt(r['p99_ms'])}" if r["p50_ms"] else ""
                 cells += [_fmt(rate) + unit + err, lat, _fmt(r["mb_per_s"])]
             row[s] = rate
-        if anchor:
-            a, b = row.get(servers[0]), row.get(servers[1])
+        for column, num, den in pairs:
+            a, b = row.get(num), row.get(den)
             ratio = a / b if a and b else None
+            key = "ratio" if column == "ratio" else "couchdb_s3_ratio"
+            row[key] = round(ratio, 2) if ratio else None
+            cells.append(f"{ratio:.2f}x" if ratio else "-")
+        if anchor:
             target = TARGETS.get(name)
-            row["ratio"] = round(ratio, 2) if ratio else None
             row["target"] = target
             mark = ""
-            if ratio is not None and target is not None:
-                mark = " [green]ok[/]" if ratio >= target else " [red]missed[/]"
-            cells += [f"{ratio:.2f}x" if ratio else "-", (f"{target:g}x" + mark) if target else ""]
+            if row["ratio"] is not None and target is not None:
+                mark = " [green]ok[/]" if row["ratio"] >= target else " [red]missed[/]"
+            cells.append((f"{target:g}x" + mark) if target else "")
         table.add_row(*cells)
         rows.append(row)
     peak = {
@@ -372,10 +505,12 @@ def summarize(
     cells = ["peak server RSS under load (MB)"]
     for s in servers:
         cells += [f"{peak[s]:.0f}", "", ""]
+    for _, num, den in pairs:
+        a, b = peak[num], peak[den]
+        cells.append(f"{a / b:.2f}x" if b else "-")
     if anchor:
-        a, b = peak[servers[0]], peak[servers[1]]
-        ok = " [green]ok[/]" if a <= b else " [red]missed[/]"
-        cells += [f"{a / b:.2f}x" if b else "-", "<= 1x" + ok]
+        ok = " [green]ok[/]" if peak[ref] <= peak["orthanc"] else " [red]missed[/]"
+        cells.append("<= 1x" + ok)
     table.add_row(*cells)
     rows.append({"workload": "peak-rss-mb", **peak})
     return table, rows
@@ -386,6 +521,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--size", choices=sorted(SIZES), default="standard")
     p.add_argument("--anchor", choices=["orthanc"], default=None)
+    p.add_argument(
+        "--backends",
+        default="sqlite+files",
+        help="comma-separated webpacs storage backends, each its own server and column:"
+        f" {', '.join(BACKENDS)} [default: sqlite+files; it is always run]",
+    )
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=None,
+        help="use only the first N instances of the dataset, for every server (the"
+        " couchdb+s3 stand-ins ingest slowly)",
+    )
     p.add_argument("--duration", type=float, default=10, help="seconds per read workload")
     p.add_argument("--connections", type=int, default=4, help="concurrent connections")
     p.add_argument("--workers", type=int, default=2, help="webpacs server processes")
@@ -402,28 +550,69 @@ def main(argv: list[str] | None = None) -> int:
         " 0 = skip]",
     )
     args = p.parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown:
+        p.error(f"unknown backend(s) {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+    if "sqlite+files" not in backends:
+        backends.insert(0, "sqlite+files")  # the reference column (and import, static build)
+    if args.instances is not None and args.instances < 1:
+        p.error("--instances must be at least 1")
 
     started = dt.datetime.now(dt.UTC)
+    notes: list[str] = []
     manifest = generate(args.size, args.cache)
-    mpath = Path(manifest.root) / "manifest.json"
     console.print(
         f"dataset [bold]{args.size}[/]: {manifest.instance_count} instances,"
         f" {manifest.total_bytes / 1e6:,.0f} MB in {manifest.root}"
     )
+    work = Path(tempfile.mkdtemp(prefix="webpacs-bench-"))
+    mpath = Path(manifest.root) / "manifest.json"
+    if args.instances is not None and args.instances < manifest.instance_count:
+        manifest = subset(manifest, args.instances)
+        mpath = work / "manifest.json"
+        mpath.write_text(manifest.to_json())
+        notes.append(
+            f"every server holds only the first {manifest.instance_count} instances of the"
+            f" {args.size} dataset ({len(manifest.studies)} studies, --instances)"
+        )
+    pouchdb = None
+    if "couchdb+s3" in backends:
+        pouchdb = npm_tool("pouchdb-server")
+        if pouchdb is None:
+            backends.remove("couchdb+s3")
+            notes.append(
+                "couchdb+s3 skipped: pouchdb-server is not installed (`make test` installs it"
+                " into .npm-tools with npm)"
+            )
+            console.print(f"[yellow]{notes[-1]}")
+        else:
+            notes.append(
+                "couchdb+s3 runs on test stand-ins on this machine: pouchdb-server 4 (in"
+                " memory) for CouchDB and moto for S3, not production CouchDB/S3; its peak RSS"
+                " is webpacs' own (pouchdb-server's is in the results JSON)"
+            )
     info = machine()
     if args.anchor == "orthanc":
         info["orthanc"] = ensure_orthanc()
-    work = Path(tempfile.mkdtemp(prefix="webpacs-bench-"))
     results: list[dict[str, Any]] = []
     read_bound = args.duration + 300
     stow_bound = 1800.0
+    pouchdb_rss: load.RssSampler | None = None
     try:
         with contextlib.ExitStack() as stack:
             servers: dict[str, tuple[list[str], str, int]] = {}
             base, pid = stack.enter_context(
                 webpacs_server(work / "webpacs", args.workers, work / "webpacs.log")
             )
-            servers["webpacs"] = ([], base, pid)
+            servers[BACKENDS["sqlite+files"]] = ([], base, pid)
+            if pouchdb is not None:
+                console.print("starting pouchdb-server, moto S3 and webpacs (couchdb+s3)...")
+                sbase, spid, couch_pid = stack.enter_context(
+                    scaleout_server(pouchdb, work / "scaleout", args.workers, work / "c+s3.log")
+                )
+                servers[BACKENDS["couchdb+s3"]] = ([], sbase, spid)
+                pouchdb_rss = stack.enter_context(load.RssSampler(couch_pid, 0.2))
             if args.anchor == "orthanc":
                 obase, opid, ns = stack.enter_context(
                     orthanc_server(work / "orthanc", work / "orthanc.log")
@@ -438,8 +627,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if not args.no_import:
                 console.print("webpacs import of the same files...")
-                dirs = sorted(str(d) for d in Path(manifest.root).iterdir() if d.is_dir())
-                cmd = webpacs_cmd("import", "--data-dir", str(work / "import"), *dirs)
+                cmd = webpacs_cmd("import", "--data-dir", str(work / "import"))
+                if args.instances is None:
+                    cmd += sorted(str(d) for d in Path(manifest.root).iterdir() if d.is_dir())
+                else:  # the subset's files, one by one
+                    cmd += [str(f) for f in manifest.files()]
                 results.append(
                     timed_cli(
                         "import", cmd, manifest.instance_count, manifest.total_bytes, stow_bound
@@ -477,12 +669,20 @@ def main(argv: list[str] | None = None) -> int:
             "static-build": "webpacs static build",
         }
     )
-    server_names = ["webpacs"] + (["orthanc"] if args.anchor else [])
+    server_names = [BACKENDS[b] for b in backends] + (["orthanc"] if args.anchor else [])
     table, rows = summarize(results, descriptions, server_names)
     Console(width=max(160, shutil.get_terminal_size().columns)).print(table)
+    for note in notes:
+        console.print(f"note: {note}")
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    path = args.out / f"{stamp}-{args.size}{'-' + args.anchor if args.anchor else ''}.json"
+    tags = [args.size]
+    if args.instances is not None:
+        tags.append(f"{manifest.instance_count}inst")
+    tags += [b.replace("+", "-") for b in backends if b != "sqlite+files"]
+    if args.anchor:
+        tags.append(args.anchor)
+    path = args.out / f"{stamp}-{'-'.join(tags)}.json"
     doc = {
         "started": started.isoformat(),
         "size": args.size,
@@ -493,16 +693,45 @@ def main(argv: list[str] | None = None) -> int:
             "duration": args.duration,
             "connections": args.connections,
             "webpacs_workers": args.workers,
+            "backends": backends,
+            "instances": args.instances,
         },
         "machine": info,
+        "notes": notes,
         "results": results,
         "summary": rows,
         "qido_scale": scale_rows,
     }
+    if pouchdb_rss is not None:
+        doc["pouchdb_server_peak_rss_mb"] = pouchdb_rss.peak_mb
     info["loadavg_end"] = os.getloadavg()
     path.write_text(json.dumps(doc, indent=1))
     console.print(f"results: {path}")
     return 0
+
+
+def subset(m: Manifest, n: int) -> Manifest:
+    """The first ``n`` instances of a dataset (in ``files()`` order), as a manifest.
+
+    Its files are absolute paths, so the manifest can be written anywhere.
+    """
+    studies: list[StudyInfo] = []
+    left = n
+    for st in m.studies:
+        if left <= 0:
+            break
+        series: list[SeriesInfo] = []
+        for se in st.series:
+            if left <= 0:
+                break
+            k = min(left, len(se.instances))
+            files = [str(Path(m.root) / f) for f in se.files[:k]]
+            series.append(replace(se, instances=se.instances[:k], files=files))
+            left -= k
+        studies.append(replace(st, series=series))
+    out = replace(m, studies=studies, total_bytes=0)
+    out.total_bytes = sum(f.stat().st_size for f in out.files())
+    return out
 
 
 def static_build(work: Path, manifest: Manifest) -> list[dict[str, Any]]:

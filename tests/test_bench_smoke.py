@@ -13,6 +13,7 @@ import pytest
 
 from bench import load, run
 from bench.generate import Manifest, generate
+from tests.conftest import require_npm_tool
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +84,50 @@ def test_runner_writes_results(manifest: Manifest, tmp_path: Path) -> None:
         if r["workload"] != "static-build" or not r["note"].startswith("skipped"):
             assert r["errors"] == 0, r
     assert any(row["workload"] == "peak-rss-mb" for row in doc["summary"])
+
+
+def test_subset_is_the_first_instances(manifest: Manifest) -> None:
+    part = run.subset(manifest, 60)  # one whole study (2 x 25), 10 of the next
+    assert part.instance_count == 60
+    assert part.files() == manifest.files()[:60]
+    assert [len(se.instances) for st in part.studies for se in st.series] == [25, 25, 10]
+    assert part.total_bytes == sum(f.stat().st_size for f in part.files())
+
+
+def test_runner_couchdb_s3_beside_sqlite_files(manifest: Manifest, tmp_path: Path) -> None:
+    """``--backends sqlite+files,couchdb+s3``: pouchdb-server + moto, same data, same rows."""
+    require_npm_tool("pouchdb-server")  # skips (or fails with WEBPACS_REQUIRE_SYSTEM_DEPS=1)
+    out = tmp_path / "results"
+    workloads = ["qido-studies-patientid", "wado-series-metadata", "wado-frame"]
+    rc = run.main(
+        ["--size", "small", "--cache", str(Path(manifest.root).parent), "--out", str(out),
+         "--backends", "sqlite+files,couchdb+s3", "--instances", "60", "--duration", "1",
+         "--connections", "2", "--workers", "1", "--no-import", "--qido-scale", "0",
+         "--workloads", ",".join(workloads)]
+    )  # fmt: skip
+    assert rc == 0
+    (path,) = out.glob("*-small-60inst-couchdb-s3.json")
+    doc = json.loads(path.read_text())
+    assert doc["instances"] == 60
+    assert doc["settings"]["backends"] == ["sqlite+files", "couchdb+s3"]
+    assert any("first 60 instances" in n for n in doc["notes"])
+    assert any("pouchdb-server" in n and "moto" in n for n in doc["notes"])
+    by = {(r["workload"], r["server"]): r for r in doc["results"]}
+    for server in ("webpacs", "webpacs (couchdb+s3)"):
+        assert by[("stow", server)]["items"] == 60, by[("stow", server)]
+        assert by[("stow", server)]["errors"] == 0
+        for name in workloads:
+            r = by[(name, server)]
+            assert r["check"].get("status") == 200, r
+            assert r["requests"] > 0 and r["errors"] == 0, r
+    # the same answers from both backends (bodies hold each server's URL: count items)
+    for name in ("qido-studies-patientid", "wado-series-metadata"):
+        a, b = by[(name, "webpacs")]["check"], by[(name, "webpacs (couchdb+s3)")]["check"]
+        assert a["items"] == b["items"] > 0, name
+    rows = {row["workload"]: row for row in doc["summary"]}
+    assert rows["wado-frame"]["couchdb_s3_ratio"] is not None
+    assert rows["peak-rss-mb"]["webpacs (couchdb+s3)"] > 0
+    assert doc["pouchdb_server_peak_rss_mb"] > 0
 
 
 def test_qido_scale_script() -> None:
