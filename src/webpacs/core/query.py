@@ -32,6 +32,7 @@ import datetime
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from webpacs.core import attributes
 from webpacs.core.attributes import Attribute, Level
@@ -481,3 +482,31 @@ def matches(condition: Condition, value: StoredValue) -> bool:
     """
     vr = condition.attribute.vr
     return any(_match_one(condition, vr, v) for v in _stored_values(vr, value))
+
+
+def include_extra(query: Query, meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``includefield`` attributes (PS3.18 8.3.4.3) of one DICOM JSON object.
+
+    With ``includefield=all``: every attribute of the query's level, i.e. not one kept at
+    a lower level, never bulk data; otherwise the requested tags. Computed attributes are
+    the index's to give, so they are left out here.
+    """
+    if not (query.include_all or query.includefields):
+        return {}
+    lower: set[int] = set()
+    if query.level is Level.STUDY:
+        lower = {a.tag for lv in (Level.SERIES, Level.INSTANCE) for a in attributes.STORED[lv]}
+    elif query.level is Level.SERIES:
+        lower = {a.tag for a in attributes.STORED[Level.INSTANCE]}
+    computed = {a.tag for a in attributes.COMPUTED[query.level]}
+    picked: dict[str, Any] = {}
+    for key, value in meta.items():
+        tag = int(key, 16)
+        if tag in computed:
+            continue
+        if query.include_all:
+            if tag not in lower and "BulkDataURI" not in value:
+                picked[key] = value
+        elif tag in query.includefields:
+            picked[key] = value
+    return picked

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from webpacs.core.attributes import COMPUTED, STORED, Level
-from webpacs.core.query import Condition, Query, matches
+from webpacs.core.attributes import Level
+from webpacs.core.query import Condition, Query, include_extra, matches
 from webpacs.errors import InvalidRequest, NotImplementedFeature
 from webpacs.storage import couchdb_design as design
 from webpacs.storage.base import SearchResult
@@ -271,23 +271,7 @@ class Searcher:
             docs = {d["_id"]: d for d in reps}
         else:
             docs = self.docs_by_id(sorted(set(reps)))
-        lower: set[int] = set()
-        if query.level is Level.STUDY:
-            lower = {a.tag for lv in (Level.SERIES, Level.INSTANCE) for a in STORED[lv]}
-        elif query.level is Level.SERIES:
-            lower = {a.tag for a in STORED[Level.INSTANCE]}
-        computed = {a.tag for a in COMPUTED[query.level]}
         out: dict[str, dict[str, Any]] = {}
         for sop, doc in docs.items():
-            picked: dict[str, Any] = {}
-            for key, value in orjson.loads(doc["m"]).items():
-                tag = int(key, 16)
-                if tag in computed:
-                    continue
-                if query.include_all:
-                    if tag not in lower and "BulkDataURI" not in value:
-                        picked[key] = value
-                elif tag in query.includefields:
-                    picked[key] = value
-            out[sop] = picked
+            out[sop] = include_extra(query, orjson.loads(doc["m"]))
         return out

@@ -20,9 +20,9 @@ from typing import Any
 
 import orjson
 
-from webpacs.core.attributes import COMPUTED, STORED, Attribute, Level
+from webpacs.core.attributes import STORED, Attribute, Level
 from webpacs.core.dicomjson import project
-from webpacs.core.query import Condition, Query
+from webpacs.core.query import Condition, Query, include_extra
 from webpacs.errors import StorageError
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
 
@@ -553,12 +553,6 @@ class SqliteIndex:
         """includefield values taken from each row's representative instance."""
         if not reps or not (query.include_all or query.includefields):
             return {}
-        lower: set[int] = set()
-        if query.level is Level.STUDY:
-            lower = {a.tag for lv in (Level.SERIES, Level.INSTANCE) for a in STORED[lv]}
-        elif query.level is Level.SERIES:
-            lower = {a.tag for a in STORED[Level.INSTANCE]}
-        computed = {a.tag for a in COMPUTED[query.level]}
         out: dict[str, dict[str, Any]] = {}
         for i in range(0, len(reps), 500):
             chunk = reps[i : i + 500]
@@ -568,16 +562,5 @@ class SqliteIndex:
                 chunk,
             )
             for sop, metadata in rows:
-                meta = orjson.loads(metadata)
-                picked: dict[str, Any] = {}
-                for key, value in meta.items():
-                    tag = int(key, 16)
-                    if tag in computed:
-                        continue
-                    if query.include_all:
-                        if tag not in lower and "BulkDataURI" not in value:
-                            picked[key] = value
-                    elif tag in query.includefields:
-                        picked[key] = value
-                out[sop] = picked
+                out[sop] = include_extra(query, orjson.loads(metadata))
         return out
