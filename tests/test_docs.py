@@ -33,3 +33,30 @@ def test_command_documented(command: str) -> None:
 
 def test_the_two_commands() -> None:
     assert "make run" in README and "make test" in README
+
+
+def _json5_blocks() -> list[str]:
+    blocks, inside, current = [], False, []
+    for line in README.splitlines():
+        if line.strip() == "```json5":
+            inside, current = True, []
+        elif inside and line.strip() == "```":
+            inside = False
+            blocks.append("\n".join(current))
+        elif inside:
+            current.append(line)
+    return blocks
+
+
+@pytest.mark.parametrize("block", _json5_blocks())
+def test_readme_configuration_examples_load(block: str, tmp_path: Path) -> None:
+    """Every JSON5 example in the README is a valid configuration as written."""
+    from webpacs.config import load
+
+    cfg = tmp_path / "example.json5"
+    cfg.write_text(block)
+    load([cfg], environ={}, home=tmp_path, cwd=tmp_path)
+
+
+def test_readme_has_configuration_examples() -> None:
+    assert len(_json5_blocks()) >= 3
