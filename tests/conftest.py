@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import uvicorn
@@ -23,14 +23,18 @@ from webpacs.web.app import create_app
 REQUIRE_SYSTEM_DEPS = os.environ.get("WEBPACS_REQUIRE_SYSTEM_DEPS") == "1"
 
 
+def missing(msg: str) -> NoReturn:
+    """Skip a test whose outside program is absent; fail instead in CI (the programs are due)."""
+    if REQUIRE_SYSTEM_DEPS:
+        pytest.fail(msg + " and WEBPACS_REQUIRE_SYSTEM_DEPS=1")
+    pytest.skip(msg)
+
+
 def require_binary(name: str) -> str:
     """Path of a system program; skip (or fail, in CI) when it is not installed."""
     path = shutil.which(name)
     if path is None:
-        msg = f"{name} is not installed (Debian package needed; .ci/run installs it)"
-        if REQUIRE_SYSTEM_DEPS:
-            pytest.fail(msg + " and WEBPACS_REQUIRE_SYSTEM_DEPS=1")
-        pytest.skip(msg)
+        missing(f"{name} is not installed (Debian package needed; .ci/run installs it)")
     return path
 
 
@@ -121,10 +125,7 @@ def require_npm_tool(name: str) -> str:
         return str(local)
     path = shutil.which(name)
     if path is None:
-        msg = f"{name} is not installed (npm package; `make test` installs it into .npm-tools)"
-        if REQUIRE_SYSTEM_DEPS:
-            pytest.fail(msg + " and WEBPACS_REQUIRE_SYSTEM_DEPS=1")
-        pytest.skip(msg)
+        missing(f"{name} is not installed (npm package; `make test` installs it into .npm-tools)")
     return path
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import io
-import socket
 import threading
 import time
 import warnings
@@ -17,6 +16,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from tests.conftest import free_port
 from webpacs.config import Settings, load
 from webpacs.ingest import ingest
 from webpacs.storage.registry import Store, open_store
@@ -88,12 +88,6 @@ def ct_series(n: int) -> list[bytes]:
         ds.save_as(buf, enforce_file_format=True)
         out.append(buf.getvalue())
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ServerThread:

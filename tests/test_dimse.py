@@ -8,7 +8,6 @@ import socket
 import struct
 import subprocess
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     Verification,
 )
 
-from tests.conftest import require_binary
+from tests.conftest import data_file as sample
+from tests.conftest import free_port, require_binary
 from webpacs.config import load
 from webpacs.dimse import ScpHandle, start_scp
 from webpacs.errors import StorageError
@@ -45,16 +45,6 @@ MR = "MR_small.dcm"
 EMRI = "emri_small.dcm"
 JPEG = "SC_rgb_jpeg_dcmtk.dcm"
 LOADED = (CT, MR, EMRI, JPEG)
-
-
-def sample(name: str) -> Path:
-    from pydicom.data import get_testdata_file
-
-    with warnings.catch_warnings():  # pydicom-data may warn about its download cache
-        warnings.simplefilter("ignore")
-        path = get_testdata_file(name)
-    assert path is not None, name
-    return Path(path)
 
 
 def dataset_bytes(data: bytes) -> bytes:
@@ -84,12 +74,6 @@ def differences(a: Dataset, b: Dataset) -> list[str]:
         if a[t].value != b[t].value:
             out.append(f"{t:08X}: {str(a[t].value)[:40]!r} != {str(b[t].value)[:40]!r}")
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Running:

@@ -35,9 +35,9 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from tests.conftest import (
-    REQUIRE_SYSTEM_DEPS,
     RunningServer,
     data_file,
+    missing,
     require_binary,
     start_server,
 )
@@ -55,12 +55,6 @@ CLONE_NEWNET = 0x40000000
 
 REMOTE_FILES = ("CT_small.dcm", "MR_small.dcm", "emri_small.dcm", "SC_rgb_jpeg_dcmtk.dcm")
 LOCAL_FILES = ("CT_small.dcm", "rtdose.dcm")  # CT_small is on both sides: local wins
-
-
-def unavailable(reason: str) -> None:
-    if REQUIRE_SYSTEM_DEPS:
-        pytest.fail(reason + " and WEBPACS_REQUIRE_SYSTEM_DEPS=1")
-    pytest.skip(reason)
 
 
 def uids(name: str) -> tuple[str, str, str]:
@@ -95,11 +89,11 @@ class Netns:
         ip = shutil.which("ip")
         if ip is None:
             os.close(self._home)
-            unavailable("ip (iproute2) is not installed")
+            missing("ip (iproute2) is not installed")
         made = subprocess.run([ip, "netns", "add", self.name], capture_output=True, text=True)
         if made.returncode != 0:
             os.close(self._home)
-            unavailable(f"cannot create a network namespace: {made.stderr.strip()}")
+            missing(f"cannot create a network namespace: {made.stderr.strip()}")
         try:
             subprocess.run(
                 [ip, "netns", "exec", self.name, ip, "link", "set", "lo", "up"], check=True
@@ -247,7 +241,7 @@ def netns() -> Iterator[Netns]:
 def orthanc(netns: Netns, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     binary = require_binary("Orthanc")
     if not Path(DICOMWEB_PLUGIN).exists():
-        unavailable(f"{DICOMWEB_PLUGIN} is missing (Debian package orthanc-dicomweb)")
+        missing(f"{DICOMWEB_PLUGIN} is missing (Debian package orthanc-dicomweb)")
     o = Orthanc(tmp_path_factory.mktemp("orthanc"), binary)
     try:
         for name in REMOTE_FILES:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
 
 from webpacs.config import Settings
 from webpacs.core.uids import check_uid
@@ -48,13 +44,6 @@ def path_uids(request: Request) -> tuple[str | None, str | None, str | None]:
     series = check_uid(p["series"], "SeriesInstanceUID") if "series" in p else None
     sop = check_uid(p["instance"], "SOPInstanceUID") if "instance" in p else None
     return study, series, sop
-
-
-def json_response(
-    body: Any, *, media_type: str = DICOM_JSON, status: int = 200, headers=None
-) -> Response:  # type: ignore[no-untyped-def]
-    data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return Response(data, status_code=status, media_type=media_type, headers=headers)
 
 
 def accepts_gzip(request: Request) -> bool:

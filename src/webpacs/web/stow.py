@@ -24,13 +24,12 @@ from starlette.routing import Route
 from webpacs import errors
 from webpacs.core.multipart import parse_media_type
 from webpacs.ingest import IngestResult, ingest
-from webpacs.web.common import base_url, path_uids, settings, store, threaded
+from webpacs.web.common import DICOM_JSON, base_url, path_uids, settings, store, threaded
 from webpacs.web.multipart_reader import read_multipart
 
 log = logging.getLogger("webpacs.stow")
 
 DICOM = "application/dicom"
-DICOM_JSON = "application/dicom+json"
 
 #: FailureReason values (PS3.18 Table 10.5.3-? / PS3.4 Annex B and C statuses).
 PROCESSING_FAILURE = 0x0110

@@ -19,7 +19,7 @@ from webpacs.core.dicomjson import PIXEL_DATA, render
 from webpacs.core.framemap import FrameMap, Span
 from webpacs.core.media import UNCOMPRESSED, Representation, frame_media_type, negotiate
 from webpacs.core.multipart import iter_multipart, multipart_content_type, new_boundary
-from webpacs.errors import InvalidRequest, NotAcceptable, NotFound, NotImplementedFeature
+from webpacs.errors import InvalidRequest, NotFound, NotImplementedFeature
 from webpacs.storage.base import Blobs, InstanceRecord
 from webpacs.web.common import accepts_gzip, base_url, path_uids, store, threaded
 
@@ -220,10 +220,7 @@ async def bulkdata(request: Request) -> Response:
         Representation("application/octet-stream", EXPLICIT_LE, True),
         Representation("application/octet-stream", EXPLICIT_LE, False),
     ]
-    try:
-        rep = negotiate(request.headers.get("accept"), offers)
-    except NotAcceptable:
-        raise
+    rep = negotiate(request.headers.get("accept"), offers)
     swap = fmap.swap if path == f"{PIXEL_DATA:08X}" else 0
     return await _parts_response(blobs, rec, rep, [spans], swap)
 
