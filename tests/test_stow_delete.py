@@ -223,8 +223,13 @@ def test_change_feed_rebuilds_derived_documents(tmp_path: Path) -> None:
         while not list(srv.store.blobs.keys(prefix)):
             assert time.monotonic() < deadline, "the deriver did not rebuild the series document"
             time.sleep(0.05)
-        assert len(requests.get(url, timeout=10).json()) == 2
-        study_docs = list(srv.store.blobs.keys(f"derived/{ds.StudyInstanceUID}/study-"))
+        # the study document is written after the series document: wait for it too
+        while not (
+            study_docs := list(srv.store.blobs.keys(f"derived/{ds.StudyInstanceUID}/study-"))
+        ):
+            assert time.monotonic() < deadline, "the deriver did not rebuild the study document"
+            time.sleep(0.05)
         assert len(study_docs) == 1
+        assert len(requests.get(url, timeout=10).json()) == 2
     finally:
         srv.stop()

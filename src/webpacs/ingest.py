@@ -16,6 +16,7 @@ import struct
 import time
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import pydicom
@@ -99,37 +100,42 @@ def _read(data: bytes) -> tuple[Dataset, list[str]]:
     return ds, caught
 
 
-def _normalize(vr: str, value: object) -> str | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, pydicom.multival.MultiValue | list | tuple):
-        parts = [_normalize(vr, v) or "" for v in value]
-        return "\\".join(parts) or None
-    s = str(value).strip()
-    if not s:
-        return None
-    if vr == "DA":
-        return normalize_date(s) or None
-    if vr == "TM":
-        return normalize_time(s) or None
-    if vr == "DT":
-        return normalize_datetime(s) or None
+def _text(value: object) -> str:
+    """A DICOM JSON value as the string DICOM would have encoded it."""
+    if isinstance(value, dict):  # PN: Alphabetic=Ideographic=Phonetic
+        groups = [value.get(g) or "" for g in ("Alphabetic", "Ideographic", "Phonetic")]
+        return "=".join(groups).rstrip("=")
+    return "" if value is None else str(value)
+
+
+def _normalize(vr: str, value: object) -> str:
+    s = _text(value).strip()
+    if s and vr == "DA":
+        return normalize_date(s)
+    if s and vr == "TM":
+        return normalize_time(s)
+    if s and vr == "DT":
+        return normalize_datetime(s)
     return s
 
 
-def index_attributes(ds: Dataset) -> dict[str, str]:
-    """Normalized match values of every attribute the index stores, by keyword."""
+def index_attributes(meta: dict[str, Any]) -> dict[str, str]:
+    """Normalized match values of every attribute the index stores, by keyword.
+
+    Read from the instance's DICOM JSON (``build_metadata``), so no element is
+    converted twice; several values are joined with a backslash, as DICOM encodes them.
+    """
     out: dict[str, str] = {}
     for attrs in STORED.values():
         for a in attrs:
-            elem = ds.get(a.tag)
-            if elem is None:
+            values = (meta.get(a.hex) or {}).get("Value")
+            if not values:
                 continue
             try:
-                v = _normalize(a.vr, elem.value)
+                v = "\\".join(_normalize(a.vr, x) for x in values)
             except (ValueError, TypeError):
-                v = None
-            if v is not None:
+                continue
+            if v.strip("\\"):
                 out[a.keyword] = v
     return out
 
@@ -240,7 +246,7 @@ def prepare(
         blob_key=key,
         size=len(stored),
         digest=digest,
-        attributes=index_attributes(ds),
+        attributes=index_attributes(meta),
         metadata=orjson.dumps(meta),
         framemap=fmap.to_json(),
         received=time.time(),

@@ -8,13 +8,15 @@ so the stored and derived documents do not depend on the host name a client used
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import base64
+from collections.abc import Iterable
 from typing import Any
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
 from webpacs.core.attributes import Attribute
+from webpacs.core.rawjson import dataset_json
 
 #: VRs whose values may be bulk data (PS3.18 F.2.7).
 BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
@@ -32,50 +34,33 @@ def instance_path(study: str, series: str, sop: str) -> str:
     return f"studies/{study}/series/{series}/instances/{sop}"
 
 
-def _walk(ds: Dataset, prefix: str) -> Iterator[tuple[str, DataElement]]:
-    for elem in ds:
-        path = f"{prefix}{elem.tag:08X}"
-        yield path, elem
-        if elem.VR == "SQ":
-            for i, item in enumerate(elem.value):
-                yield from _walk(item, f"{path}/{i}/")
-
-
 def build_metadata(
     ds: Dataset, study: str, series: str, sop: str, *, threshold: int
 ) -> tuple[dict[str, Any], dict[str, DataElement]]:
     """Return the instance's DICOM JSON and the elements it refers to as bulk data.
 
-    Binary values (``BULK_VRS``) longer than ``threshold`` bytes, and pixel data always,
-    become ``BulkDataURI``s ``studies/S/series/X/instances/I/bulkdata/<path>`` where
-    ``<path>`` is the tag path (``7FE00010``, or ``00540016/0/00181072`` inside sequences).
-    The second value maps each such path to its element.
+    Binary values (``BULK_VRS``) longer than ``threshold`` bytes once base64-encoded, and
+    top-level pixel data always, become ``BulkDataURI``s
+    ``studies/S/series/X/instances/I/bulkdata/<path>`` where ``<path>`` is the tag path
+    (``7FE00010``, or ``00540016/0/00181072`` inside sequences). The second value maps
+    each such path to its element.
     """
     base = f"{instance_path(study, series, sop)}/bulkdata/"
-    paths: dict[int, str] = {}
-    for path, elem in _walk(ds, ""):
-        paths[id(elem)] = path
+    limit = (threshold // 4) * 3  # base64 makes a value 4/3 as long
     bulk: dict[str, DataElement] = {}
 
-    def handler(elem: DataElement) -> str:
-        path = paths[id(elem)]
-        bulk[path] = elem
-        return base + path
+    def binary(path: str, elem: DataElement) -> dict[str, Any]:
+        out: dict[str, Any] = {"vr": elem.VR}
+        if elem.is_empty:
+            return out
+        if len(elem.value) > limit or (elem.tag in PIXEL_TAGS and "/" not in path):
+            bulk[path] = elem
+            out["BulkDataURI"] = base + path
+        else:
+            out["InlineBinary"] = base64.b64encode(elem.value).decode()
+        return out
 
-    meta = ds.to_json_dict(
-        bulk_data_threshold=threshold,
-        bulk_data_element_handler=handler,
-        suppress_invalid_tags=False,  # a value that does not convert is corrupt data
-    )
-    # Pixel data is bulk data whatever its size (pydicom only asks the handler past the threshold).
-    for tag in PIXEL_TAGS:
-        key = f"{tag:08X}"
-        elem_json = meta.get(key)
-        if elem_json and "InlineBinary" in elem_json:
-            del elem_json["InlineBinary"]
-            elem_json["BulkDataURI"] = base + key
-            bulk[key] = ds[tag]
-    return meta, bulk
+    return dataset_json(ds, binary), bulk
 
 
 def render(metadata: bytes, base_url: str) -> bytes:
