@@ -22,6 +22,7 @@ from pydicom.charset import python_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 from pydicom.valuerep import AMBIGUOUS_VR, BYTES_VR, VR
 
 #: What pydicom's ``to_json_dict`` encodes as binary (InlineBinary or BulkDataURI).
@@ -42,7 +43,7 @@ _SIMPLE_CHARSETS = frozenset(
 )
 _INT = re.compile(r"\s*[+-]?\d+\s*\Z")
 _DECIMAL = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*\Z")
-_CHARSET = 0x00080005
+_CHARSET = BaseTag(0x00080005)
 
 
 class _Slow(Exception):
