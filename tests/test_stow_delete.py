@@ -56,6 +56,35 @@ def test_stow_statuses(server: RunningServer) -> None:
     assert len(r.json()) == 3
 
 
+def test_one_request_with_copies_and_a_conflicting_version(server: RunningServer) -> None:
+    """Parts are prepared side by side but decided in request order."""
+    original = data_file("MR_small.dcm").read_bytes()
+    ds = pydicom.dcmread(io.BytesIO(original))
+    ds.PatientID = "CHANGED"
+    changed = io.BytesIO()
+    ds.save_as(changed)
+    parts = [({"Content-Type": "application/dicom"}, b) for b in (original, original)]
+    parts.append(({"Content-Type": "application/dicom"}, changed.getvalue()))
+    parts.append(dicom_part("CT_small.dcm"))
+    r = post(server, parts, "application/dicom")
+    assert r.status_code == 202
+    stored = r.json()["00081199"]["Value"]
+    assert [i["00081155"]["Value"][0] for i in stored] == [
+        ds.SOPInstanceUID,
+        ds.SOPInstanceUID,
+        pydicom.dcmread(data_file("CT_small.dcm")).SOPInstanceUID,
+    ]
+    (failed,) = r.json()["00081198"]["Value"]
+    assert failed["00081197"]["Value"] == [0x0111]
+    assert failed["00081155"]["Value"] == [ds.SOPInstanceUID]
+    kept = requests.get(
+        f"{server.url}/instances", params={"SOPInstanceUID": ds.SOPInstanceUID}, timeout=10
+    ).json()
+    assert kept[0]["00100020"]["Value"] != ["CHANGED"]
+    # the refused version left no object behind: one stored object per instance
+    assert len(list(server.store.blobs.keys("objects/"))) == 2
+
+
 def test_stow_to_study_path(server: RunningServer) -> None:
     ds = pydicom.dcmread(data_file("CT_small.dcm"))
     r = post(

@@ -15,6 +15,8 @@ import logging
 import struct
 import time
 import warnings
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,13 +37,22 @@ from webpacs.core.attributes import STORED
 from webpacs.core.dicomjson import build_metadata
 from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans
 from webpacs.core.query import normalize_date, normalize_datetime, normalize_time
+from webpacs.core.rawjson import uid_value
 from webpacs.core.uids import check_uid
-from webpacs.errors import Conflict, InvalidDicom, InvalidRequest, WrongStudy
+from webpacs.errors import Conflict, InvalidDicom, InvalidRequest, WebpacsError, WrongStudy
 from webpacs.storage.base import Blobs, Index, InstanceRecord, Outcome
 
 log = logging.getLogger("webpacs.ingest")
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+SOP_CLASS_UID = 0x00080016
+DIRECTORY_RECORDS = 0x00041220
+IDENTIFIERS = {
+    "SOPClassUID": SOP_CLASS_UID,
+    "SOPInstanceUID": 0x00080018,
+    "StudyInstanceUID": 0x0020000D,
+    "SeriesInstanceUID": 0x0020000E,
+}
 DEFAULT_BULK_THRESHOLD = 1024
 
 
@@ -194,17 +205,17 @@ def prepare(
     if len(data) < 8:
         raise InvalidDicom("not a DICOM object: too short")
     ds, notes = _read(data)
-    if ds.get("SOPClassUID") == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
+    if uid_value(ds, SOP_CLASS_UID) == MEDIA_STORAGE_DIRECTORY or DIRECTORY_RECORDS in ds:
         raise InvalidDicom("a DICOMDIR is a media directory, not an instance")
     ids = {}
-    for kw in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
-        value = ds.get(kw)
+    for kw, tag in IDENTIFIERS.items():
+        value = uid_value(ds, tag)
         if value is None:
-            if data[128:132] != b"DICM" and "SOPClassUID" not in ds:
+            if data[128:132] != b"DICM" and SOP_CLASS_UID not in ds:
                 raise InvalidDicom("not a DICOM object: no 'DICM' marker and no SOP Class UID")
             raise InvalidDicom(f"not a storable instance: {kw} is missing")
         try:
-            ids[kw] = check_uid(str(value), kw)
+            ids[kw] = check_uid(value, kw)
         except InvalidRequest as e:
             raise InvalidDicom(str(e)) from e
     details = {"sop_class_uid": ids["SOPClassUID"], "sop_uid": ids["SOPInstanceUID"]}
@@ -224,7 +235,7 @@ def prepare(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             meta, bulk = build_metadata(ds, study, series, sop, threshold=bulk_threshold)
-            frames, aligned = frame_spans(ds, stored)
+            frames, aligned = frame_spans(ds, stored, meta)
             fmap = FrameMap(frames=frames, bulk=bulk_spans(bulk, stored), aligned=aligned)
         notes += [str(w.message) for w in caught]
     except InvalidRequest:
@@ -234,7 +245,7 @@ def prepare(
     if ts == ExplicitVRBigEndian and int(ds.get("BitsAllocated", 8) or 8) > 8:
         fmap.swap = int(ds.BitsAllocated) // 8
     digest = hashlib.sha256(memoryview(stored)[_skip_meta(stored, 132) :]).hexdigest()
-    key = f"objects/{study}/{series}/{sop}/{digest[:20]}.dcm"
+    key = f"objects/{study}/{series}/{sop}.{digest[:20]}.dcm"
     if not blobs.exists(key):
         blobs.put(key, stored)
     record = InstanceRecord(
@@ -281,6 +292,55 @@ def commit(index: Index, blobs: Blobs, prepared: Prepared, *, overwrite: bool) -
         rec.transfer_syntax,
         prepared.warnings,
     )
+
+
+#: Threads preparing one request's instances: parsing holds the GIL, but hashing, writing
+#: and fsync release it, so a few threads overlap one instance's I/O with the next's parsing.
+PREPARE_THREADS = 4
+
+
+def ingest_many(
+    index: Index,
+    blobs: Blobs,
+    items: Iterable[bytes | WebpacsError],
+    *,
+    overwrite: bool = False,
+    expected_study: str | None = None,
+    bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+) -> list[IngestResult | WebpacsError]:
+    """Store several instances (e.g. one STOW-RS request); each gets a result or its error.
+
+    Items that are already errors are passed through. Instances are prepared on a few
+    threads, then committed one by one in the order given, so a later duplicate of the
+    same SOP Instance UID in one request meets the earlier one as a real client would.
+    """
+
+    def prep(item: bytes | WebpacsError) -> Prepared | WebpacsError:
+        if isinstance(item, WebpacsError):
+            return item
+        try:
+            return prepare(
+                item, blobs, expected_study=expected_study, bulk_threshold=bulk_threshold
+            )
+        except WebpacsError as e:
+            return e
+
+    items = list(items)
+    if len(items) > 1:
+        with ThreadPoolExecutor(min(PREPARE_THREADS, len(items)), "webpacs-prepare") as pool:
+            prepared = list(pool.map(prep, items))
+    else:
+        prepared = [prep(item) for item in items]
+    results: list[IngestResult | WebpacsError] = []
+    for p in prepared:
+        if isinstance(p, WebpacsError):
+            results.append(p)
+            continue
+        try:
+            results.append(commit(index, blobs, p, overwrite=overwrite))
+        except WebpacsError as e:
+            results.append(e)
+    return results
 
 
 def ingest(

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragmented_frames
-from pydicom.pixels.utils import get_expected_length
 
 Span = tuple[int, int]
 
@@ -73,8 +73,21 @@ def _fragments(stored: bytes, start: int) -> list[Span]:
     return spans
 
 
-def frame_spans(ds: Dataset, stored: bytes) -> tuple[list[list[Span]], bool]:
-    """The frames of ``ds`` (read from ``stored``) as spans of ``stored``.
+def _value(meta: dict[str, Any], tag: str) -> Any:
+    values = (meta.get(tag) or {}).get("Value")
+    return values[0] if values else None
+
+
+def _image(meta: dict[str, Any]) -> tuple[int, int, int, int]:
+    """Rows, Columns, Samples per Pixel and Bits Allocated, from the DICOM JSON."""
+    rows, columns, bits = (_value(meta, t) for t in ("00280010", "00280011", "00280100"))
+    if not (rows and columns and bits):
+        raise ValueError("pixel data without Rows, Columns or Bits Allocated")
+    return int(rows), int(columns), int(_value(meta, "00280002") or 1), int(bits)
+
+
+def frame_spans(ds: Dataset, stored: bytes, meta: dict[str, Any]) -> tuple[list[list[Span]], bool]:
+    """The frames of ``ds`` (read from ``stored``; ``meta`` its DICOM JSON) as spans of ``stored``.
 
     Returns ``(frames, aligned)``; no pixel data gives ``([], True)``.
     """
@@ -84,7 +97,7 @@ def frame_spans(ds: Dataset, stored: bytes) -> tuple[list[list[Span]], bool]:
     start = elem.file_tell
     if start is None:
         raise ValueError("pixel data position unknown")
-    nframes = int(ds.get("NumberOfFrames", 1) or 1)
+    nframes = int(_value(meta, "00280008") or 1)
     if elem.is_undefined_length:
         items = _fragments(stored, start)
         if not items:
@@ -105,16 +118,17 @@ def frame_spans(ds: Dataset, stored: bytes) -> tuple[list[list[Span]], bool]:
             frames.append(fragments[i : i + n])
             i += n
         return frames, True
-    # native
-    total_bits = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
-    total_bits *= int(ds.BitsAllocated)
-    if total_bits % 8:
+    # native (PS3.5 8.1.1; YBR_FULL_422 has two samples a pixel, PS3.3 C.7.6.3.1.2)
+    rows, columns, samples, bits = _image(meta)
+    if rows * columns * samples * bits % 8:
         return [[(start, len(elem.value))]], False
-    expected = get_expected_length(ds, unit="bytes")
+    expected = rows * columns * samples * nframes * bits // 8
+    if _value(meta, "00280004") == "YBR_FULL_422":
+        expected = expected // 3 * 2
     if len(elem.value) < expected:
         raise ValueError(
             f"pixel data is truncated: {len(elem.value)} bytes, {expected} expected for"
-            f" {nframes} frame(s) of {ds.Rows}x{ds.Columns}"
+            f" {nframes} frame(s) of {rows}x{columns}"
         )
     length = expected // nframes
     return [[(start + k * length, length)] for k in range(nframes)], True

@@ -143,6 +143,22 @@ def _implicit_vr(tag: int) -> str | None:
     return None if " " in vr else vr
 
 
+def uid_value(ds: Dataset, tag: int) -> str | None:
+    """A UI element's value as a string (several values joined by backslashes), or ``None``.
+
+    Read from the raw bytes when pydicom left the element raw, without converting it.
+    """
+    elem = ds._dict.get(BaseTag(tag))
+    if elem is None:
+        return None
+    if isinstance(elem, RawDataElement) and isinstance(elem.value, bytes):
+        return elem.value.decode("latin_1").rstrip("\0 ")
+    value = ds[tag].value
+    if value is None or isinstance(value, str):
+        return value or ""
+    return "\\".join(str(v) for v in value)  # MultiValue
+
+
 #: Called with the element's tag path (``00540016/0/00181072``) and the element; returns
 #: the JSON of a binary element (``{"vr": ..., "BulkDataURI" | "InlineBinary": ...}``).
 BinaryHandler = Callable[[str, DataElement], dict[str, Any]]

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from webpacs import errors
 from webpacs.core.multipart import parse_media_type
-from webpacs.ingest import IngestResult, ingest
+from webpacs.ingest import IngestResult, ingest_many
 from webpacs.web.common import DICOM_JSON, base_url, path_uids, settings, store, threaded
 from webpacs.web.multipart_reader import read_multipart
 
@@ -69,6 +69,13 @@ def _reason(exc: errors.WebpacsError) -> int:
     if isinstance(exc, errors.WrongStudy):
         return STUDY_MISMATCH
     return PROCESSING_FAILURE
+
+
+def _failure(exc: errors.WebpacsError) -> _Failure:
+    sop_class, sop = (exc.details.get(k) for k in ("sop_class_uid", "sop_uid"))
+    return _Failure(
+        _reason(exc), str(exc), str(sop_class) if sop_class else None, str(sop) if sop else None
+    )
 
 
 async def _spool(request: Request, max_body: int) -> tuple[str, list[_Body]]:
@@ -136,9 +143,9 @@ def _dataset_from_json(obj: Any, bulk: dict[str, _Body], index: int) -> bytes:
     return buf.getvalue()
 
 
-def _instances(media_type: str, bodies: list[_Body]) -> list[tuple[bytes | None, _Failure | None]]:
+def _instances(media_type: str, bodies: list[_Body]) -> list[bytes | errors.WebpacsError]:
     """The Part 10 objects of the request (or, per instance, why there is none)."""
-    out: list[tuple[bytes | None, _Failure | None]] = []
+    out: list[bytes | errors.WebpacsError] = []
     if media_type == DICOM_JSON:
         meta = [b for b in bodies if b.content_type in (DICOM_JSON, "application/json")]
         bulk: dict[str, _Body] = {}
@@ -156,24 +163,19 @@ def _instances(media_type: str, bodies: list[_Body]) -> list[tuple[bytes | None,
                 raise errors.InvalidRequest(f"metadata part is not valid JSON: {e}") from e
             for obj in items if isinstance(items, list) else [items]:
                 try:
-                    out.append((_dataset_from_json(obj, bulk, n), None))
+                    out.append(_dataset_from_json(obj, bulk, n))
                 except errors.WebpacsError as e:
-                    out.append((None, _Failure(_reason(e), str(e))))
+                    out.append(e)
                 n += 1
         return out
     for i, b in enumerate(bodies):
         if b.content_type != DICOM:
             out.append(
-                (
-                    None,
-                    _Failure(
-                        CANNOT_UNDERSTAND,
-                        f"part {i + 1} is {b.content_type or 'untyped'}, not {DICOM}",
-                    ),
-                )
+                errors.InvalidDicom(f"part {i + 1} is {b.content_type or 'untyped'}, not {DICOM}")
             )
         else:
-            out.append((b.read(), None))
+            out.append(b.read())
+            b.file.close()  # one copy of the body in memory, not two
     return out
 
 
@@ -181,26 +183,15 @@ def _store_all(
     request: Request, media_type: str, bodies: list[_Body], study: str | None
 ) -> list[IngestResult | _Failure]:
     st = store(request)
-
-    def store_one(item: tuple[bytes | None, _Failure | None]) -> IngestResult | _Failure:
-        data, failure = item
-        if failure is not None:
-            return failure
-        assert data is not None
-        try:
-            return ingest(
-                st.index,
-                st.blobs,
-                data,
-                overwrite=st.overwrite,
-                expected_study=study,
-                bulk_threshold=st.bulk_threshold,
-            )
-        except errors.WebpacsError as e:
-            d = e.details
-            return _Failure(_reason(e), str(e), d.get("sop_class_uid"), d.get("sop_uid"))  # type: ignore[arg-type]
-
-    return [store_one(item) for item in _instances(media_type, bodies)]
+    results = ingest_many(
+        st.index,
+        st.blobs,
+        _instances(media_type, bodies),
+        overwrite=st.overwrite,
+        expected_study=study,
+        bulk_threshold=st.bulk_threshold,
+    )
+    return [r if isinstance(r, IngestResult) else _failure(r) for r in results]
 
 
 def _ui(value: str) -> dict[str, Any]:
