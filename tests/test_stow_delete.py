@@ -262,3 +262,79 @@ def test_change_feed_rebuilds_derived_documents(tmp_path: Path) -> None:
         assert len(requests.get(url, timeout=10).json()) == 2
     finally:
         srv.stop()
+
+
+def _versions(name: str, n: int) -> list[bytes]:
+    """``n`` different versions (PatientID) of one instance."""
+    out = []
+    for i in range(n):
+        ds = pydicom.dcmread(data_file(name))
+        ds.PatientID = f"VERSION{i}"
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        out.append(buf.getvalue())
+    return out
+
+
+def test_replaced_and_restored_in_one_batch_keeps_its_object(tmp_path: Path) -> None:
+    """Overwrite policy, A then B then A again in one request: A stays stored and readable."""
+    from tests.conftest import make_settings
+    from webpacs.ingest import ingest_many
+    from webpacs.storage.registry import open_store
+
+    st = open_store(make_settings(tmp_path))
+    try:
+        a, b = _versions("CT_small.dcm", 2)
+        results = ingest_many(st.index, st.blobs, [a, b, a], overwrite=True)
+        assert [r.outcome.value for r in results] == ["stored", "replaced", "replaced"]  # type: ignore[union-attr]
+        rec = st.index.get(pydicom.dcmread(io.BytesIO(a)).SOPInstanceUID)
+        assert rec is not None
+        assert pydicom.dcmread(io.BytesIO(st.blobs.get(rec.blob_key))).PatientID == "VERSION0"
+        assert list(st.blobs.keys("objects/")) == [rec.blob_key]  # B's object is gone
+    finally:
+        st.close()
+
+
+def test_a_batch_that_cannot_commit_stores_none_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index commit of a request fails: every instance reports it, none is visible."""
+    from contextlib import contextmanager
+
+    from tests.conftest import make_settings
+    from webpacs.ingest import ingest_many
+    from webpacs.storage.registry import open_store
+
+    st = open_store(make_settings(tmp_path))
+    try:
+        real_batch = st.index.batch
+
+        @contextmanager
+        def failing_batch():  # type: ignore[no-untyped-def]
+            with real_batch():
+                yield
+                # what a full disk does to the commit, after every put succeeded
+                st.index._conn().execute("INSERT INTO no_such_table VALUES (1)")
+
+        monkeypatch.setattr(st.index, "batch", failing_batch)
+        parts = [data_file(n).read_bytes() for n in ("CT_small.dcm", "MR_small.dcm")]
+        results = ingest_many(st.index, st.blobs, [*parts, StorageError("refused earlier")])
+        assert all(isinstance(r, StorageError) for r in results)
+        assert str(results[2]) == "refused earlier"
+        monkeypatch.undo()
+        assert st.index.instances(pydicom.dcmread(data_file("CT_small.dcm")).StudyInstanceUID) == []
+        assert st.index.changes() == []
+    finally:
+        st.close()
+
+
+def test_the_index_syncs_every_commit(tmp_path: Path) -> None:
+    """An acknowledged store survives power loss: SQLite synchronous=FULL, not NORMAL."""
+    from tests.conftest import make_settings
+    from webpacs.storage.registry import open_store
+
+    st = open_store(make_settings(tmp_path))
+    try:
+        assert st.index._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # type: ignore[attr-defined]
+    finally:
+        st.close()

@@ -39,7 +39,14 @@ from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans
 from webpacs.core.query import normalize_date, normalize_datetime, normalize_time
 from webpacs.core.rawjson import uid_value
 from webpacs.core.uids import check_uid
-from webpacs.errors import Conflict, InvalidDicom, InvalidRequest, WebpacsError, WrongStudy
+from webpacs.errors import (
+    Conflict,
+    InvalidDicom,
+    InvalidRequest,
+    StorageError,
+    WebpacsError,
+    WrongStudy,
+)
 from webpacs.storage.base import Blobs, Index, InstanceRecord, Outcome
 
 log = logging.getLogger("webpacs.ingest")
@@ -265,21 +272,40 @@ def prepare(
     return Prepared(record, notes)
 
 
-def commit(index: Index, blobs: Blobs, prepared: Prepared, *, overwrite: bool) -> IngestResult:
-    """Make a prepared instance visible; resolve same-UID duplicates and conflicts."""
+def commit(
+    index: Index,
+    blobs: Blobs,
+    prepared: Prepared,
+    *,
+    overwrite: bool,
+    garbage: list[tuple[str, str]] | None = None,
+) -> IngestResult:
+    """Make a prepared instance visible; resolve same-UID duplicates and conflicts.
+
+    Stored objects no longer referenced (a refused version, a replaced one) are deleted, or,
+    inside an index batch, added to ``garbage`` as ``(sop_uid, key)`` for
+    :func:`collect_garbage` once the batch is committed.
+    """
     rec = prepared.record
+
+    def drop(key: str) -> None:
+        if garbage is None:
+            blobs.delete(key)
+        else:
+            garbage.append((rec.sop_uid, key))
+
     outcome, other = index.put(rec, overwrite=overwrite)
     details = {"sop_class_uid": rec.sop_class_uid, "sop_uid": rec.sop_uid}
     if outcome is Outcome.CONFLICT:
         if other is None or other.blob_key != rec.blob_key:
-            blobs.delete(rec.blob_key)
+            drop(rec.blob_key)
         raise Conflict(
             f"instance {rec.sop_uid} is already stored with different content"
             " (conflict policy: reject)",
             **details,
         )
     if outcome is Outcome.REPLACED and other is not None and other.blob_key != rec.blob_key:
-        blobs.delete(other.blob_key)
+        drop(other.blob_key)
         log.info("replaced instance %s (conflict policy: overwrite)", rec.sop_uid)
     for note in prepared.warnings:
         log.info("%s: %s", rec.sop_uid, note)
@@ -292,6 +318,14 @@ def commit(index: Index, blobs: Blobs, prepared: Prepared, *, overwrite: bool) -
         rec.transfer_syntax,
         prepared.warnings,
     )
+
+
+def collect_garbage(index: Index, blobs: Blobs, garbage: list[tuple[str, str]]) -> None:
+    """Delete the stored objects in ``garbage`` that no committed record references."""
+    for sop, key in garbage:
+        current = index.get(sop)
+        if current is None or current.blob_key != key:
+            blobs.delete(key)
 
 
 #: Threads preparing one request's instances: parsing holds the GIL, but hashing, writing
@@ -311,7 +345,7 @@ def ingest_many(
     """Store several instances (e.g. one STOW-RS request); each gets a result or its error.
 
     Items that are already errors are passed through. Instances are prepared on a few
-    threads, then committed one by one in the order given, so a later duplicate of the
+    threads, then committed in the order given, in one index batch, so a later copy of the
     same SOP Instance UID in one request meets the earlier one as a real client would.
     """
 
@@ -331,15 +365,34 @@ def ingest_many(
             prepared = list(pool.map(prep, items))
     else:
         prepared = [prep(item) for item in items]
+    return commit_many(index, blobs, prepared, overwrite=overwrite)
+
+
+def commit_many(
+    index: Index, blobs: Blobs, prepared: list[Prepared | WebpacsError], *, overwrite: bool
+) -> list[IngestResult | WebpacsError]:
+    """``commit`` each instance, in order, in one index batch (one durable commit).
+
+    Errors among ``prepared`` are passed through; if the batch itself cannot be committed,
+    every instance of it gets that error (none of them is stored).
+    """
     results: list[IngestResult | WebpacsError] = []
-    for p in prepared:
-        if isinstance(p, WebpacsError):
-            results.append(p)
-            continue
-        try:
-            results.append(commit(index, blobs, p, overwrite=overwrite))
-        except WebpacsError as e:
-            results.append(e)
+    garbage: list[tuple[str, str]] = []
+    try:
+        with index.batch():
+            for p in prepared:
+                if isinstance(p, WebpacsError):
+                    results.append(p)
+                    continue
+                try:
+                    results.append(commit(index, blobs, p, overwrite=overwrite, garbage=garbage))
+                except WebpacsError as e:
+                    results.append(e)
+    except StorageError as e:
+        log.error("index commit of %d instances failed: %s", len(prepared), e)
+        done = results + [e] * (len(prepared) - len(results))
+        return [r if isinstance(r, WebpacsError) else e for r in done]
+    collect_garbage(index, blobs, garbage)
     return results
 
 

@@ -14,7 +14,7 @@ import click
 from webpacs.cli.common import config_options, console, progress_bar, settings_from, setup_logging
 from webpacs.config import Settings
 from webpacs.errors import Conflict, WebpacsError
-from webpacs.ingest import Prepared, commit, prepare
+from webpacs.ingest import IngestResult, Prepared, commit_many, prepare
 from webpacs.storage.base import Blobs
 from webpacs.storage.registry import open_store
 
@@ -59,6 +59,10 @@ def _init_worker(values: dict) -> None:  # type: ignore[type-arg]
     st.index.close()
 
 
+#: Instances committed to the index in one transaction (one sync of its log).
+IMPORT_BATCH = 64
+
+
 def _prepare(path: str) -> tuple[str, Prepared | None, str | None]:
     assert _blobs is not None
     try:
@@ -93,21 +97,26 @@ def run_import(
             ) as pool,
         ):
             start(len(files))
-            for path, prepared, error in pool.map(_prepare, [str(f) for f in files], chunksize=4):
-                if prepared is not None:
-                    try:
-                        result = commit(st.index, st.blobs, prepared, overwrite=st.overwrite)
+            batch: list[tuple[str, Prepared | WebpacsError]] = []
+
+            def flush() -> None:
+                results = commit_many(
+                    st.index, st.blobs, [p for _, p in batch], overwrite=st.overwrite
+                )
+                for (path, _), result in zip(batch, results, strict=True):
+                    if isinstance(result, IngestResult):
                         counts[result.outcome.value] += 1
-                    except Conflict as e:
-                        counts["conflict"] += 1
-                        failures.append((path, str(e)))
-                    except WebpacsError as e:
-                        counts["failed"] += 1
-                        failures.append((path, str(e)))
-                else:
-                    counts["failed"] += 1
-                    failures.append((path, error or "unknown error"))
-                step()
+                    else:
+                        counts["conflict" if isinstance(result, Conflict) else "failed"] += 1
+                        failures.append((path, str(result)))
+                    step()
+                batch.clear()
+
+            for path, prepared, error in pool.map(_prepare, [str(f) for f in files], chunksize=4):
+                batch.append((path, prepared or WebpacsError(error or "unknown error")))
+                if len(batch) >= IMPORT_BATCH:
+                    flush()
+            flush()
     finally:
         st.close()
     if show and not collect:

@@ -7,6 +7,7 @@ Backends translate their driver's exceptions into ``webpacs.errors`` at their bo
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, BinaryIO, Protocol
@@ -74,6 +75,11 @@ class Index(Protocol):
         Same SOP Instance UID with the same ``digest`` -> ``DUPLICATE`` (nothing written);
         other digest -> ``REPLACED`` when ``overwrite`` else ``CONFLICT`` (nothing written).
         """
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Group this thread's ``put``s (e.g. one STOW-RS request) into one commit, when the
+        index can; each ``put`` stays atomic. Nothing is durable before the batch ends."""
         ...
 
     def get(self, sop_uid: str) -> InstanceRecord | None:

@@ -22,6 +22,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import orjson
@@ -184,6 +185,10 @@ class CouchIndex:
         }
 
     # -- writes ------------------------------------------------------------------------
+    def batch(self) -> AbstractContextManager[None]:
+        """Writes are one document call each here; a batch changes nothing."""
+        return nullcontext()
+
     def put(
         self, record: InstanceRecord, *, overwrite: bool
     ) -> tuple[Outcome, InstanceRecord | None]:
