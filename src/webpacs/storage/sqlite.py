@@ -561,18 +561,26 @@ class SqliteIndex:
             rows = rows[: query.limit]
         extra = self._extras(query, [r[1] for r in rows])
         out = []
+        # rows of one series share its study's and series' JSON: decode each once
+        parsed: dict[bytes, dict[str, Any]] = {}
+
+        def decode(doc: bytes) -> dict[str, Any]:
+            if doc not in parsed:
+                parsed[doc] = orjson.loads(doc)
+            return parsed[doc]
+
         for r in rows:
-            item: dict[str, Any] = orjson.loads(r[0])
+            item: dict[str, Any] = dict(decode(r[0]))
             if level is Level.STUDY:
                 mods = [m for m in r[4].split(",") if m]
                 item["00080061"] = {"vr": "CS", "Value": mods} if mods else {"vr": "CS"}
                 item["00201206"] = {"vr": "IS", "Value": [r[2]]}
                 item["00201208"] = {"vr": "IS", "Value": [r[3]]}
             elif level is Level.SERIES:
-                item.update(orjson.loads(r[2]))
+                item.update(decode(r[2]))
                 item["00201209"] = {"vr": "IS", "Value": [r[3]]}
             else:
-                item.update(orjson.loads(r[2]))
+                item.update(decode(r[2]))
                 item.update(orjson.loads(r[3]))
             item["00080056"] = {"vr": "CS", "Value": ["ONLINE"]}
             if r[1] in extra:
