@@ -9,6 +9,7 @@ import click
 import orjson
 import uvicorn
 
+from webpacs.cli import workers
 from webpacs.cli.common import config_options, console, settings_from, setup_logging
 from webpacs.dimse import start_scp
 
@@ -54,16 +55,16 @@ def serve(
 
 
 def _run(srv: dict[str, Any], verbose: int) -> None:
-    uvicorn.run(
-        "webpacs.web.factory:app",
-        factory=True,
-        host=srv["host"],
-        port=srv["port"],
-        workers=_workers(srv["workers"]),
-        log_level="info" if verbose >= 0 else "warning",
-        access_log=verbose > 0,
-        http="webpacs.web.nodelay:NoDelayHTTPProtocol",
-    )
+    options: dict[str, Any] = {
+        "log_level": "info" if verbose >= 0 else "warning",
+        "access_log": verbose > 0,
+        "http": "webpacs.web.nodelay:NoDelayHTTPProtocol",
+    }
+    n = _workers(srv["workers"])
+    if n is not None and workers.supported():
+        workers.run(srv["host"], srv["port"], n, options)
+        return
+    uvicorn.run(workers.APP, factory=True, host=srv["host"], port=srv["port"], workers=n, **options)
 
 
 def _workers(configured: int) -> int | None:

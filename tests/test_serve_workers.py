@@ -1,0 +1,106 @@
+"""``webpacs serve --workers N``: one listening socket per process, connections spread.
+
+A viewer opens several connections at once; every worker must get some of them (with
+uvicorn's shared socket, asyncio lets the first worker to wake accept them all).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from webpacs.cli import workers
+
+pytestmark = pytest.mark.skipif(not workers.supported(), reason="SO_REUSEPORT spreading is Linux")
+
+
+def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "webpacs", "serve", "--data-dir", str(data_dir)]
+    cmd += ["--port", str(port), "--workers", "2", "--no-dimse"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_ready(proc: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, proc.communicate()[1]
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            c.request("GET", "/dicomweb/studies")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            c.close()
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.2)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _established(pid: int, port: int) -> int:
+    """TCP connections of process ``pid`` established on local ``port``."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            local_port = int(f[1].rsplit(":", 1)[1], 16)
+            if local_port == port and f[3] == "01" and f[9] in inodes:
+                count += 1
+    return count
+
+
+def test_parallel_connections_reach_every_worker(tmp_path: Path) -> None:
+    port = free_port()
+    proc = _serve(tmp_path, port)
+    conns: list[http.client.HTTPConnection] = []
+    try:
+        _wait_ready(proc, port)
+        for _ in range(16):  # all on one of 2 sockets by chance: 2 in 65,536
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("GET", "/dicomweb/studies")
+            assert c.getresponse().read() == b"[]"
+            conns.append(c)
+        per_worker = sorted(_established(p, port) for p in _children(proc.pid))
+        assert sum(per_worker) >= 16
+        busy = [n for n in per_worker if n]
+        assert len(busy) == 2, per_worker
+        # another server on the same port is refused, even one with SO_REUSEPORT
+        other = _serve(tmp_path / "other", port)
+        _, err = other.communicate(timeout=60)
+        assert other.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in err
+    finally:
+        for c in conns:
+            c.close()
+        children = _children(proc.pid) if proc.poll() is None else []
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    for pid in children:  # no worker outlives the supervisor
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        )
