@@ -7,13 +7,14 @@ well-formed results; asserts no figures.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from bench import load, run
 from bench.generate import Manifest, generate
-from tests.conftest import require_npm_tool
+from tests.conftest import missing, require_binary, require_npm_tool
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +91,33 @@ def test_runner_writes_results(manifest: Manifest, tmp_path: Path) -> None:
         if r["workload"] != "static-build" or not r["note"].startswith("skipped"):
             assert r["errors"] == 0, r
     assert any(row["workload"] == "peak-rss-mb" for row in doc["summary"])
+
+
+def test_runner_with_the_orthanc_anchor(manifest: Manifest, tmp_path: Path) -> None:
+    """``make bench ANCHOR=orthanc`` on the small dataset: both servers, a ratio per row."""
+    require_binary("Orthanc")
+    if not Path(run.ORTHANC_PLUGIN).exists():
+        missing(f"{run.ORTHANC_PLUGIN} is missing (Debian package orthanc-dicomweb)")
+    if os.geteuid() != 0:
+        missing("Orthanc runs in its own network namespace: ip netns needs root")
+    out = tmp_path / "results"
+    rc = run.main(
+        [
+            "--size", "small", "--cache", str(Path(manifest.root).parent), "--out", str(out),
+            "--anchor", "orthanc", "--duration", "0.5", "--rounds", "1", "--connections", "2",
+            "--workers", "1", "--no-import", "--qido-scale", "0",
+            "--workloads", "qido-studies-all,wado-frame",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    (path,) = out.glob("*-small-orthanc.json")
+    doc = json.loads(path.read_text())
+    for name in ("stow", "qido-studies-all", "wado-frame"):
+        (row,) = [row for row in doc["summary"] if row["workload"] == name]
+        assert row["webpacs"] and row["orthanc"], row
+        assert row["ratio"] == pytest.approx(row["webpacs"] / row["orthanc"], abs=0.01)
+    assert all(r["errors"] == 0 for r in doc["results"]), doc["results"]
+    assert doc["machine"]["orthanc"]
 
 
 def test_subset_is_the_first_instances(manifest: Manifest) -> None:
