@@ -104,3 +104,16 @@ def test_parallel_connections_reach_every_worker(tmp_path: Path) -> None:
             not Path(f"/proc/{pid}").exists()
             or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
         )
+
+
+def test_any_free_port_needs_one_worker(tmp_path: Path) -> None:
+    """Port 0 would give each worker a port of its own: refused, with the way out."""
+    out = subprocess.run(
+        [sys.executable, "-m", "webpacs", "serve", "--data-dir", str(tmp_path)]
+        + ["--port", "0", "--workers", "2", "--no-dimse"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert "needs a single worker" in out.stderr

@@ -62,6 +62,8 @@ def _worker(host: str, port: int, options: dict[str, Any]) -> None:
 def run(host: str, port: int, workers: int, options: dict[str, Any]) -> None:
     """Serve with ``workers`` processes; returns when they are stopped (SystemExit(1) if
     one died on its own)."""
+    if port == 0:
+        raise SystemExit("port 0 (any free port) needs a single worker: set --port or --workers 1")
     try:  # a plain bind fails if anything holds the port, even another SO_REUSEPORT group
         _bind(host, port, reuse_port=False).close()
     except OSError as e:
