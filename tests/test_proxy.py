@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -610,6 +611,32 @@ def test_retrieve_by_c_get(orthanc: Orthanc, tmp_path: Path) -> None:
         assert _parts(r) == _parts(_orthanc(orthanc, path, headers={"Accept": accept}))
         assert w.stats()["retrieves"] == 1
     finally:
+        w.stop()
+
+
+def test_worker_processes_share_one_retrieve(orthanc: Orthanc, tmp_path: Path) -> None:
+    """Two workers of one store (two ``Proxy``s, as in two processes) asked for the same
+    series at once: one retrieves, the other waits on the study's lock and finds it."""
+    from webpacs.proxy.service import Proxy
+
+    w = start_webpacs(tmp_path / "data", scp_port=None, proxy={"retrieve": "get"})
+    other = Proxy.from_settings(w.server.settings, w.server.store)
+    assert other is not None
+    try:
+        study, series, _ = uids("emri_small.dcm")
+        proxies = [w.server.server.config.app.state.proxy, other]
+        start = threading.Barrier(len(proxies))
+
+        def retrieve(p: Proxy) -> int:
+            start.wait()
+            return p.retrieve(study, series)
+
+        with concurrent.futures.ThreadPoolExecutor(len(proxies)) as pool:
+            counts = list(pool.map(retrieve, proxies))
+        assert sorted(counts)[0] == 0 and sorted(counts)[1] > 0, counts
+        assert sum(p.stats["retrieves"] for p in proxies) == 1
+    finally:
+        other.close()
         w.stop()
 
 

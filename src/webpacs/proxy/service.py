@@ -1,7 +1,9 @@
 """The proxy to a remote PACS: remote search (``queryAe``) and retrieve (``proxyAe``).
 
 Synchronous, like the storage Protocol: the web layer calls it on its threadpool and
-makes concurrent retrieves of the same series wait for one (``web.proxy``).
+makes concurrent retrieves of the same series wait for one (``web.proxy``); across the
+worker processes of one store, retrieves of one study take turns on a file lock and the
+later ones find the series stored.
 
 * ``search``: the C-FIND side of a QIDO-RS study or series search (PS3.18 10.6,
   PS3.4 C.4.1), as rows marked remote (``query.mark_remote``).
@@ -14,10 +16,15 @@ makes concurrent retrieves of the same series wait for one (``web.proxy``).
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import logging
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -34,6 +41,9 @@ from webpacs.storage.registry import Store
 
 log = logging.getLogger("webpacs.proxy")
 
+#: Lock files for retrieves (studies hash onto them; two studies may share one).
+LOCK_SLOTS = 64
+
 
 @dataclass
 class Proxy:
@@ -44,6 +54,7 @@ class Proxy:
     query_remote: Remote | None
     proxy_remote: Remote | None
     cache: ProxyCache
+    lock_dir: Path
     stats: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -57,9 +68,8 @@ class Proxy:
             Remote.from_entry(name, settings.ae(name)) if name else None for name in names
         )
         data_dir = settings.for_service("server").data_dir
-        return cls(
-            settings, store, query_remote, proxy_remote, ProxyCache(data_dir / "proxy.sqlite3")
-        )
+        cache = ProxyCache(data_dir / "proxy.sqlite3")
+        return cls(settings, store, query_remote, proxy_remote, cache, data_dir / "proxy-locks")
 
     def close(self) -> None:
         self.cache.close()
@@ -138,6 +148,23 @@ class Proxy:
         """
         assert self.proxy_remote is not None
         if self.is_local(study, series):
+            return 0
+        with self._study_lock(study):  # other worker processes: one retrieve per study
+            return self._retrieve(study, series)
+
+    @contextmanager
+    def _study_lock(self, study: str) -> Iterator[None]:
+        """An exclusive lock per study (of ``LOCK_SLOTS``) shared by every process of the
+        store: ``flock`` on a file next to ``proxy.sqlite3``, released if a process dies."""
+        slot = int.from_bytes(hashlib.sha256(study.encode()).digest()[:4], "big") % LOCK_SLOTS
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_dir / f"{slot:02d}.lock", "a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)  # released when the file is closed
+            yield
+
+    def _retrieve(self, study: str, series: str | None) -> int:
+        assert self.proxy_remote is not None
+        if self.is_local(study, series):  # another process retrieved it meanwhile
             return 0
         index = self.store.index
         before = {r.sop_uid for r in index.instances(study, series)}

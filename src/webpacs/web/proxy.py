@@ -7,9 +7,9 @@ from the ``proxyAe`` on first access (issue 4; README "Proxy to a remote PACS").
   local rows are returned with a ``Warning`` header (PS3.18 8.10.3: ``299``) naming it.
 * ``wrap`` makes a WADO-RS route retrieve its study or series first when it is not
   stored. Concurrent requests for one study or series wait for one retrieve (a map of
-  in-flight tasks per key, in this process; with ``server.workers`` > 1, each worker
-  process has its own). The retrieve runs shielded, so a client that goes away does
-  not cancel it for the others.
+  in-flight tasks per key in this process; across worker processes, ``Proxy.retrieve``
+  takes a file lock per study and finds what another process retrieved meanwhile). The
+  retrieve runs shielded, so a client that goes away does not cancel it for the others.
 """
 
 from __future__ import annotations
