@@ -481,24 +481,12 @@ def test_move_sends_the_stored_bytes(loaded: Running) -> None:
         ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
     )
     try:
-        ae = AE(ae_title="PYNETDICOM")
-        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
-        assoc = ae.associate("127.0.0.1", loaded.port, ae_title="WEBPACS")
-        assert assoc.is_established
         identifier = Dataset()
         identifier.QueryRetrieveLevel = "IMAGE"
         identifier.StudyInstanceUID = header(JPEG).StudyInstanceUID
         identifier.SeriesInstanceUID = header(JPEG).SeriesInstanceUID
         identifier.SOPInstanceUID = [header(n).SOPInstanceUID for n in (JPEG, EMRI)]
-        try:
-            statuses = [
-                int(st.Status)
-                for st, _ in assoc.send_c_move(
-                    identifier, "DEST", StudyRootQueryRetrieveInformationModelMove
-                )
-            ]
-        finally:
-            assoc.release()
+        statuses = c_move(loaded.port, identifier, "DEST")
     finally:
         server.shutdown()
         dest.shutdown()
@@ -508,23 +496,28 @@ def test_move_sends_the_stored_bytes(loaded: Running) -> None:
     assert seen[sop] == dataset_bytes(loaded.stored(sop))
 
 
-def test_move_unknown_destination(loaded: Running) -> None:
+def c_move(port: int, identifier: Dataset, destination: str) -> list[int]:
+    """The statuses of a pynetdicom C-MOVE (study root) to the SCP on ``port``."""
     ae = AE(ae_title="PYNETDICOM")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
-    assoc = ae.associate("127.0.0.1", loaded.port, ae_title="WEBPACS")
+    assoc = ae.associate("127.0.0.1", port, ae_title="WEBPACS")
     assert assoc.is_established
-    identifier = Dataset()
-    identifier.QueryRetrieveLevel = "STUDY"
-    identifier.StudyInstanceUID = header(CT).StudyInstanceUID
     try:
-        statuses = [
+        return [
             int(st.Status)
             for st, _ in assoc.send_c_move(
-                identifier, "NOWHERE", StudyRootQueryRetrieveInformationModelMove
+                identifier, destination, StudyRootQueryRetrieveInformationModelMove
             )
         ]
     finally:
         assoc.release()
+
+
+def test_move_unknown_destination(loaded: Running) -> None:
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = header(CT).StudyInstanceUID
+    statuses = c_move(loaded.port, identifier, "NOWHERE")
     assert statuses == [0xA801]  # Move Destination unknown (PS3.4 C.4.2.1.5)
 
 

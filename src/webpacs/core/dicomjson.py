@@ -18,9 +18,6 @@ from pydicom.dataset import Dataset
 from webpacs.core.attributes import Attribute
 from webpacs.core.rawjson import dataset_json
 
-#: VRs whose values may be bulk data (PS3.18 F.2.7).
-BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-
 #: Tags that are always bulk data, whatever their size.
 PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 
@@ -39,8 +36,8 @@ def build_metadata(
 ) -> tuple[dict[str, Any], dict[str, DataElement]]:
     """Return the instance's DICOM JSON and the elements it refers to as bulk data.
 
-    Binary values (``BULK_VRS``) longer than ``threshold`` bytes once base64-encoded, and
-    top-level pixel data always, become ``BulkDataURI``s
+    Binary values (OB, OD, OF, OL, OV, OW, UN; PS3.18 F.2.7) longer than ``threshold``
+    bytes once base64-encoded, and top-level pixel data always, become ``BulkDataURI``s
     ``studies/S/series/X/instances/I/bulkdata/<path>`` where ``<path>`` is the tag path
     (``7FE00010``, or ``00540016/0/00181072`` inside sequences). The second value maps
     each such path to its element.
