@@ -5,6 +5,7 @@ Returned values are checked against what pydicom reads from the original files.
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames
 
 from tests.conftest import RunningServer, data_file
+from webpacs.core.media import UNCOMPRESSED, frame_media_type
 
 # some of pydicom's test files hold deliberately invalid values; clients warn when parsing them
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")
@@ -322,3 +324,74 @@ def test_study_metadata_gzip_and_etag(loaded: Any) -> None:
         requests.get(url, headers={"If-None-Match": gz.headers["ETag"]}, timeout=10).status_code
         == 304
     )
+
+
+#: What cornerstone's dicom-image-loader (OHIF's) sends for every frame, whatever is stored.
+LOADER_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
+
+
+def multipart_parts(response: requests.Response) -> list[tuple[str, bytes]]:
+    """(media type; transfer-syntax, body) of each part, parsed by the standard library."""
+    import email.parser
+    import email.policy
+
+    head = f"Content-Type: {response.headers['content-type']}\r\n\r\n".encode()
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + response.content)
+    assert msg.is_multipart()
+    return [
+        (
+            f"{p.get_content_type()}; transfer-syntax={p.get_param('transfer-syntax')}",
+            p.get_payload(decode=True),
+        )
+        for p in msg.iter_parts()
+    ]
+
+
+@pytest.mark.parametrize("name", [n for n in FILES if "PixelData" in read(n)])
+def test_frames_as_stored_for_any_type(loaded: Any, name: str) -> None:
+    """transfer-syntax=* serves the stored frames whatever ``type`` says (PS3.18 8.7.3.5.2);
+    each part names its real media type and transfer syntax, which the image loader reads."""
+    server, client, datasets = loaded
+    ds = datasets[name]
+    frames = original_frames(ds)
+    url = (
+        f"{server.url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}/frames/1"
+    )
+    r = requests.get(url, headers={"Accept": LOADER_ACCEPT}, timeout=30)
+    assert r.status_code == 200, r.text
+    ((ctype, body),) = multipart_parts(r)
+    stored_ts = server.store.index.get(ds.SOPInstanceUID).transfer_syntax
+    expected_ts = "1.2.840.10008.1.2.1" if stored_ts in UNCOMPRESSED else stored_ts
+    assert ctype == f"{frame_media_type(expected_ts)}; transfer-syntax={expected_ts}"
+    assert body == frames[0]
+    # and through dicomweb-client, asking the same way
+    got = client.retrieve_instance_frames(
+        ds.StudyInstanceUID,
+        ds.SeriesInstanceUID,
+        ds.SOPInstanceUID,
+        [len(frames)],
+        media_types=(("application/octet-stream", "*"),),
+    )
+    assert got == [frames[-1]]
+
+
+def test_instances_and_series_as_stored_for_any_type(loaded: Any) -> None:
+    """Instance, series and study retrieve with transfer-syntax=* send what is stored."""
+    server, _, datasets = loaded
+    ds = datasets["JPEG2000.dcm"]
+    base = f"{server.url}/studies/{ds.StudyInstanceUID}"
+    for url in (
+        base,
+        f"{base}/series/{ds.SeriesInstanceUID}",
+        f"{base}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}",
+    ):
+        r = requests.get(url, headers={"Accept": LOADER_ACCEPT}, timeout=30)
+        assert r.status_code == 200, (url, r.text)
+        parts = multipart_parts(r)
+        assert parts, url
+        for ctype, body in parts:
+            got = pydicom.dcmread(io.BytesIO(body))
+            assert ctype == f"application/dicom; transfer-syntax={got.file_meta.TransferSyntaxUID}"
+        sops = [pydicom.dcmread(io.BytesIO(b)).SOPInstanceUID for _, b in parts]
+        assert ds.SOPInstanceUID in sops

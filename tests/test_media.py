@@ -97,6 +97,11 @@ CASES: list[tuple[str | None, list[Representation], Representation]] = [
     ('multipart/related; type="application/dicom"; transfer-syntax=*', INSTANCE, DICOM_ELE),
     ("multipart/related; type=application/dicom; Transfer-Syntax=*", INSTANCE, DICOM_ELE),
     (f'multipart/related; type="image/jpeg"; transfer-syntax={JPEG}', FRAMES, FRAME_JPEG),
+    # transfer-syntax=* = as stored, whatever type names (what cornerstone's loader sends)
+    ("multipart/related; type=application/octet-stream; transfer-syntax=*", [FRAME_J2K], FRAME_J2K),
+    ('multipart/related; type="image/jpeg"; transfer-syntax=*', [FRAME_JLS], FRAME_JLS),
+    ('multipart/related; type="application/octet-stream"; transfer-syntax=*', INSTANCE, DICOM_ELE),
+    ("image/jpeg; transfer-syntax=*", [FRAME_J2K, BULK_JPEG_SINGLE], BULK_JPEG_SINGLE),
     # octet-stream without transfer-syntax = uncompressed (PS3.18 Table 8.7.3-2)
     ("multipart/related; type=application/octet-stream", [FRAME_JPEG, FRAME_ELE], FRAME_ELE),
     ("application/octet-stream", [BULK_JPEG_SINGLE, BULK_SINGLE], BULK_SINGLE),
@@ -156,6 +161,10 @@ def test_negotiate(
 
 
 NOT_ACCEPTABLE: list[tuple[str, list[Representation]]] = [
+    # "*" keeps the range's shape: multipart asks multipart, and JSON has no transfer syntax
+    ("application/octet-stream; transfer-syntax=*", [FRAME_J2K]),
+    ("multipart/related; type=application/octet-stream; transfer-syntax=*", [BULK_JPEG_SINGLE]),
+    ("multipart/related; type=application/octet-stream; transfer-syntax=*", [MP_JSON]),
     (f'multipart/related; type="application/dicom"; transfer-syntax={JPEG}', [DICOM_ELE]),
     ('multipart/related; type="application/dicom"', [JSON]),
     ("application/dicom", INSTANCE),  # single-part range vs multipart-only offers

@@ -13,7 +13,8 @@ Media ranges are matched as PS3.18 section 8.7.3 (DICOM, bulk data and pixel dat
 * a single-part range (``application/dicom+json``, ``image/jpeg``, ``image/*``) matches
   single-part representations; ``type/*`` also matches multipart representations whose part
   type has that top-level type, ``multipart/*`` any multipart one; ``*/*`` matches all;
-* the ``transfer-syntax`` parameter (section 8.7.3.5.2) selects the transfer syntax; ``*`` or
+* the ``transfer-syntax`` parameter (section 8.7.3.5.2) selects the transfer syntax; ``*``
+  means the stored one, whatever media type ``type`` names (the response names the real one);
   absent means any, except that ``application/octet-stream`` without it means an uncompressed
   transfer syntax (Table 8.7.3-2: the default is Explicit VR Little Endian);
 * ``q=0`` marks a range as not acceptable (RFC 9110 section 12.5.1); a zero range excludes the
@@ -188,6 +189,13 @@ def _part_type(params: dict[str, str]) -> str:
     return value or "*/*"
 
 
+def _same_shape(asked: str, offer: Representation) -> bool:
+    """A multipart range matches multipart offers, a single-part range single-part ones."""
+    if asked == "*/*":
+        return True
+    return offer.multipart == (asked in ("multipart/related", "multipart/*"))
+
+
 def _matches(rng: MediaRange, offer: Representation) -> bool:
     offer_type = offer.media_type.lower()
     asked = rng.media_type
@@ -203,9 +211,14 @@ def _matches(rng: MediaRange, offer: Representation) -> bool:
     else:
         named = asked
         ok = not offer.multipart and asked == offer_type
+    ts = rng.params.get("transfer-syntax")
+    if ts == "*" and offer.transfer_syntax is not None and _same_shape(asked, offer):
+        # "*" asks for the representation as stored, whatever ``type`` names: each part's
+        # Content-Type then names the real media type and transfer syntax (PS3.18 8.7.3.5.2).
+        # Image loaders (cornerstone's) send type=application/octet-stream; transfer-syntax=*.
+        return True
     if not ok:
         return False
-    ts = rng.params.get("transfer-syntax")
     if ts is None:
         if named == _OCTET:
             return offer.transfer_syntax is None or offer.transfer_syntax in UNCOMPRESSED
