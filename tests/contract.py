@@ -172,6 +172,30 @@ class IndexContract:
         assert page.truncated
         assert [r["00080018"] for r in page.rows] == [r["00080018"] for r in full[5:10]]
 
+    def test_study_without_modality_has_no_empty_modalities(
+        self, index: Index, blobs: Blobs
+    ) -> None:
+        """No instance has a Modality: the study row leaves ModalitiesInStudy out rather than
+        send it without a Value (OHIF's study list reads its ``Value``)."""
+        study = generate_uid()
+        for modality in ({}, {"Modality": None}):  # absent, then present and empty
+            ingest(
+                index,
+                blobs,
+                make_instance(
+                    modality,
+                    StudyInstanceUID=study,
+                    SeriesInstanceUID=generate_uid(),
+                    SOPInstanceUID=generate_uid(),
+                ),
+            )
+        (row,) = index.search(parse_qido(Level.STUDY, [("StudyInstanceUID", study)])).rows
+        assert "00080061" not in row
+        assert row["00201206"]["Value"] == [2]
+        for item in row.values():
+            if item.get("vr") != "SQ" and "Value" in item:
+                assert item["Value"], item  # no empty Value arrays either
+
     def test_delete_updates_aggregates_and_changes(self, index: Index, blobs: Blobs) -> None:
         study, series = generate_uid(), generate_uid()
         sops = [generate_uid() for _ in range(3)]

@@ -21,6 +21,7 @@ from webpacs.errors import InvalidRequest, NotImplementedFeature
 from webpacs.storage import couchdb_design as design
 from webpacs.storage.base import SearchResult
 from webpacs.storage.couchdb_http import CouchClient
+from webpacs.storage.rows import study_aggregates
 
 _BATCH = 2000
 #: More matches than this for one query is an error (narrow the query), never a crawl.
@@ -245,9 +246,7 @@ class Searcher:
             if level is Level.STUDY:
                 item = orjson.loads(d["j"])
                 counts, mods = aggregates[d["study"]]
-                item["00080061"] = {"vr": "CS", "Value": mods} if mods else {"vr": "CS"}
-                item["00201206"] = {"vr": "IS", "Value": [len(counts)]}
-                item["00201208"] = {"vr": "IS", "Value": [sum(counts.values())]}
+                item.update(study_aggregates(mods, len(counts), sum(counts.values())))
             elif level is Level.SERIES:
                 item.update(orjson.loads(d["j"]))
                 count = aggregates[d["study"]][0].get(d["series"], 0)

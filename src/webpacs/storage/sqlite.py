@@ -25,6 +25,7 @@ from webpacs.core.dicomjson import project
 from webpacs.core.query import Condition, Query, include_extra
 from webpacs.errors import StorageError
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
+from webpacs.storage.rows import study_aggregates
 
 log = logging.getLogger("webpacs.index")
 
@@ -572,10 +573,7 @@ class SqliteIndex:
         for r in rows:
             item: dict[str, Any] = dict(decode(r[0]))
             if level is Level.STUDY:
-                mods = [m for m in r[4].split(",") if m]
-                item["00080061"] = {"vr": "CS", "Value": mods} if mods else {"vr": "CS"}
-                item["00201206"] = {"vr": "IS", "Value": [r[2]]}
-                item["00201208"] = {"vr": "IS", "Value": [r[3]]}
+                item.update(study_aggregates(r[4].split(","), r[2], r[3]))
             elif level is Level.SERIES:
                 item.update(decode(r[2]))
                 item["00201209"] = {"vr": "IS", "Value": [r[3]]}
