@@ -60,3 +60,49 @@ def test_readme_configuration_examples_load(block: str, tmp_path: Path) -> None:
 
 def test_readme_has_configuration_examples() -> None:
     assert len(_json5_blocks()) >= 3
+
+
+def _sh_block_after(heading: str) -> str:
+    """The first ```sh block after ``heading`` in the README."""
+    rest = README[README.index(heading) :]
+    start = rest.index("```sh\n") + len("```sh\n")
+    return rest[start : rest.index("```\n", start)]
+
+
+def test_readme_curl_examples_run_on_the_sample_data(tmp_path: Path) -> None:
+    """The curl examples, as written, succeed against `make run`'s data (the samples)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import start_server
+
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    data = tmp_path / "data"
+    subprocess.run(
+        [sys.executable, "-m", "webpacs", "import", "--samples", "--data-dir", str(data)],
+        check=True,
+        capture_output=True,
+    )
+    server = start_server(data)
+    try:
+        block = _sh_block_after("### curl")
+        lines = block.splitlines()
+        assert lines[0].startswith("B=")
+        script = "\n".join(
+            [
+                "set -euo pipefail",
+                # every request must succeed (HTTP 2xx), and say which one did not
+                'curl() { command curl -fsS "$@" > /dev/null || { echo "failed: curl $*"; exit 1; }; }',
+                f"B={server.url}",
+                *lines[1:],
+            ]
+        ).replace(".venv/bin/python", sys.executable)
+        out = subprocess.run(
+            ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert (tmp_path / "x.dcm").stat().st_size > 1000  # the WADO-URI example wrote it
+    finally:
+        server.stop()
