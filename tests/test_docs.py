@@ -94,7 +94,7 @@ def test_readme_curl_examples_run_on_the_sample_data(tmp_path: Path) -> None:
             [
                 "set -euo pipefail",
                 # every request must succeed (HTTP 2xx), and say which one did not
-                'curl() { command curl -fsS "$@" > /dev/null || { echo "failed: curl $*"; exit 1; }; }',
+                'curl() { command curl -fsS "$@" > /dev/null || { echo "failed: curl $*"; exit 1; }; }',  # noqa: E501
                 f"B={server.url}",
                 *lines[1:],
             ]
