@@ -41,8 +41,9 @@ class Window:
 
 @dataclass(frozen=True)
 class Region:
-    """The part of the frame to render: ``x, y, width, height`` in pixels, or as fractions of
-    the frame when ``fraction`` (WADO-URI ``region``); a negative width or height flips."""
+    """The part of the frame to render: top left ``x, y`` and ``width, height`` in pixels, or
+    as fractions of the frame when ``fraction`` (WADO-URI ``region``); a negative width or
+    height takes the same region, flipped horizontally or vertically."""
 
     x: float
     y: float
@@ -152,13 +153,11 @@ def _crop(img: Image.Image, region: Region) -> Image.Image:
     if region.fraction:
         x, w = x * img.width, w * img.width
         y, h = y * img.height, h * img.height
-    left, right = sorted((x, x + w))
-    top, bottom = sorted((y, y + h))
     box = (
-        max(0, math.floor(left)),
-        max(0, math.floor(top)),
-        min(img.width, math.ceil(right)),
-        min(img.height, math.ceil(bottom)),
+        max(0, math.floor(x)),
+        max(0, math.floor(y)),
+        min(img.width, math.ceil(x + abs(w))),
+        min(img.height, math.ceil(y + abs(h))),
     )
     if box[2] <= box[0] or box[3] <= box[1]:
         raise InvalidRequest(f"the region {region} lies outside the {img.width}x{img.height} frame")
