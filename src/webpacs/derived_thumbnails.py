@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from webpacs.errors import NotFound
+from webpacs.errors import NotFound, WebpacsError
 from webpacs.pixels.thumbnail import representative, thumbnail
 from webpacs.storage.base import Blobs, Index, InstanceRecord
 
@@ -68,3 +68,11 @@ def representative_of(index: Index, study: str, series: str | None) -> tuple[Ins
             continue
     what = f"series {series}" if series else f"study {study}"
     raise NotFound(f"{what} not found or without pixel data")
+
+
+def prebuild(index: Index, blobs: Blobs, study: str, series: str) -> None:
+    """Build a series' thumbnail ahead of the first request (the deriver calls this)."""
+    try:
+        series_thumbnail(index, blobs, study, series)
+    except WebpacsError as e:  # no pixel data, no codec, a storage hiccup: built on read
+        log.debug("no thumbnail for %s/%s: %s", study, series, e)

@@ -20,7 +20,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
-from webpacs.errors import InvalidRequest
+from webpacs.errors import InvalidRequest, NotImplementedFeature
 from webpacs.pixels.frames import Frame
 
 JPEG = "image/jpeg"
@@ -143,7 +143,12 @@ def to_8bit(frame: Frame, window: Window | None = None) -> np.ndarray:
     ``window`` applies to monochrome frames; color frames are shown as they are.
     """
     photometric = str(frame.ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    out = grey(frame, window) if photometric.startswith("MONOCHROME") else color(frame)
+    try:
+        out = grey(frame, window) if photometric.startswith("MONOCHROME") else color(frame)
+    except (ValueError, KeyError, AttributeError, IndexError, TypeError) as e:
+        raise NotImplementedFeature(
+            f"cannot render {photometric} pixel data with these attributes: {e}"
+        ) from e
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
