@@ -119,6 +119,21 @@ def test_frames_rendered_multipart_and_gif(loaded: Any) -> None:
     assert Image.open(io.BytesIO(gif.content)).n_frames == ds.NumberOfFrames
 
 
+def test_voi_lut_sequence_applied(loaded: Any) -> None:
+    """vlut_04's LUT is the identity: give it a curved one so the LUT shows in the output."""
+    srv, _ = loaded
+    ds = read("vlut_04.dcm")
+    ds.SOPInstanceUID = generate_uid()
+    item = ds.VOILUTSequence[0]
+    item.LUTData = [round((i / 255) ** 2 * 65535) for i in range(256)]
+    DICOMwebClient(url=srv.url).store_instances([ds])
+    r = get(url(srv, ds, "/rendered"), "image/png")
+    got, wanted = decode(r.content), reference(ds)
+    assert max_abs_error(got, wanted) <= PNG_MAX
+    plain = reference(read("vlut_04.dcm"))
+    assert np.abs(got - plain).mean() > 10  # the curve, not a straight min/max
+
+
 @pytest.mark.parametrize("function", ["linear", "linear-exact", "sigmoid"])
 def test_window_parameter_overrides(loaded: Any, function: str) -> None:
     srv, datasets = loaded
