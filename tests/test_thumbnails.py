@@ -5,6 +5,8 @@ series changes, pre-built by the deriver."""
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +17,7 @@ from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, start_server
 from tests.rendering_support import decode, mean_abs_error, read, reference
 from webpacs.deriver import Deriver
 
@@ -52,6 +54,16 @@ def get(address: str, accept: str | None = None, **params: Any) -> requests.Resp
 def thumb_keys(srv: RunningServer, study: str, series: str) -> list[str]:
     keys = srv.store.blobs.keys(f"derived/{study}/{series}/")
     return [k for k in keys if k.endswith("-thumbnail.jpg")]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RunningServer]:
+    """A server without the background deriver: the tests say when thumbnails are built."""
+    srv = start_server(tmp_path / "data", server={"deriveInterval": 0})
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture
