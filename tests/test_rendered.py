@@ -9,6 +9,7 @@ error below 3.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 from pydicom.uid import generate_uid
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, start_server
 from tests.rendering_support import (
     decode,
     max_abs_error,
@@ -308,3 +309,16 @@ def test_not_found(loaded: Any) -> None:
     ct = datasets["CT_small.dcm"]
     assert get(url(srv, ct, "/frames/2/rendered")).status_code == 404
     assert get(url(srv, ct, "/frames/x/rendered")).status_code == 400
+
+
+def test_rendered_from_s3_blobs(tmp_path: Path, s3_section: dict[str, Any]) -> None:
+    """Remote blobs: the frame is read with range requests, rendered the same."""
+    srv = start_server(tmp_path / "data", blobs="s3", s3=s3_section)
+    try:
+        ds = read("emri_small.dcm")
+        DICOMwebClient(url=srv.url).store_instances([ds])
+        r = get(url(srv, ds, "/frames/7/rendered"), "image/png")
+        assert r.status_code == 200, r.text
+        assert max_abs_error(decode(r.content), reference(ds, 6)) <= PNG_MAX
+    finally:
+        srv.stop()

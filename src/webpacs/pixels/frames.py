@@ -13,7 +13,7 @@ import io
 import warnings
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -23,6 +23,8 @@ from webpacs.core.framemap import FrameMap
 from webpacs.errors import InvalidRequest, NotFound, NotImplementedFeature
 from webpacs.storage.base import Blobs, InstanceRecord
 
+#: Bytes per range read of a remote stored object (the header takes one or two).
+READ_AHEAD = 256 << 10
 #: Attributes outside group 0028 that rendering reads.
 _EXTRA_TAGS = [0x00080060]  # Modality
 
@@ -50,13 +52,45 @@ def check_frame_number(rec: InstanceRecord, number: int) -> None:
         raise NotFound(f"frame {number} does not exist (the instance has {count} frame(s))")
 
 
+class _RangeReader(io.RawIOBase):
+    """A stored object as a seekable file over ``Blobs.get_range`` (remote blobs: S3), so
+    pydicom reads the header and the one frame it needs, not the whole object."""
+
+    def __init__(self, blobs: Blobs, key: str) -> None:
+        self._blobs, self._key = blobs, key
+        self._size = blobs.size(key)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = self._blobs.get_range(self._key, self._pos, n)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
 def _source(stack: ExitStack, blobs: Blobs, key: str) -> str | BinaryIO:
-    """A seekable source for pydicom: the file itself, or the object read into memory."""
+    """A seekable source for pydicom: the file itself, or range reads of a remote object."""
     path = blobs.local_path(key)
     if path is not None:
         return path
-    with blobs.open(key) as f:  # remote blobs (S3) are not seekable: one GET
-        return stack.enter_context(io.BytesIO(f.read()))
+    return stack.enter_context(io.BufferedReader(_RangeReader(blobs, key), READ_AHEAD))
 
 
 def decode_frame(blobs: Blobs, rec: InstanceRecord, number: int) -> Frame:

@@ -59,12 +59,12 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         if own:
             the_store.close()
 
+    pixel_routes = [*rendered.routes, *thumbnail.routes]
     dicomweb = [
         *stow.routes,
         *qido.routes,
         *(proxy.wrap_routes(wado.routes) if the_proxy else wado.routes),
-        *rendered.routes,
-        *thumbnail.routes,
+        *(proxy.wrap_routes(pixel_routes) if the_proxy else pixel_routes),
         *delete.routes,
         *wadouri.routes,
         Route("/webpacs/studies/{study}/conflicts", conflicts, methods=["GET"]),
