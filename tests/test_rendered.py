@@ -17,6 +17,7 @@ import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
+from pydicom.encaps import encapsulate
 from pydicom.uid import generate_uid
 
 from tests.conftest import RunningServer, start_server
@@ -322,3 +323,16 @@ def test_rendered_from_s3_blobs(tmp_path: Path, s3_section: dict[str, Any]) -> N
         assert max_abs_error(decode(r.content), reference(ds, 6)) <= PNG_MAX
     finally:
         srv.stop()
+
+
+def test_undecodable_pixel_data_501(loaded: Any) -> None:
+    srv, _ = loaded
+    ds = read("SC_rgb_jpeg_dcmtk.dcm")
+    ds.StudyInstanceUID = generate_uid()  # a study of its own
+    ds.SOPInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xe0 not a JPEG stream " * 4])
+    DICOMwebClient(url=srv.url).store_instances([ds])
+    r = get(url(srv, ds, "/rendered"))
+    assert r.status_code == 501 and "1.2.840.10008.1.2.4.50" in r.json()["error"]
+    series = f"{srv.url}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    assert get(f"{series}/rendered").status_code == 501  # the first part fails: a status

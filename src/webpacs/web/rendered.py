@@ -141,11 +141,12 @@ def render_frames(blobs: Blobs, rec: InstanceRecord, numbers: list[int], r: rd.R
 
 
 def _parts(
-    blobs: Blobs, items: list[tuple[InstanceRecord, int]], r: rd.Rendering
+    first: bytes, blobs: Blobs, rest: list[tuple[InstanceRecord, int]], r: rd.Rendering
 ) -> Iterator[tuple[dict[str, str], list[bytes]]]:
-    """One rendered part per (instance, frame); a frame that cannot be decoded is left out
-    (the status line is already sent) and logged."""
-    for rec, n in items:
+    """The first part, rendered already, then one per (instance, frame); once the status
+    line is sent, a frame that cannot be decoded is left out and logged."""
+    yield {"Content-Type": r.media_type}, [first]
+    for rec, n in rest:
         try:
             body = render_frames(blobs, rec, [n], r)
         except WebpacsError as e:
@@ -154,11 +155,16 @@ def _parts(
         yield {"Content-Type": r.media_type}, [body]
 
 
-def multipart(blobs: Blobs, items: list[tuple[InstanceRecord, int]], r: rd.Rendering) -> Response:
-    """``items`` rendered one per part, streamed as they are rendered."""
+async def multipart(
+    blobs: Blobs, items: list[tuple[InstanceRecord, int]], r: rd.Rendering
+) -> Response:
+    """``items`` rendered one per part, streamed as they are rendered. The first is rendered
+    before the response starts, so an image that cannot be rendered still gets its status."""
+    rec, n = items[0]
+    first = await threaded(render_frames, blobs, rec, [n], r)
     boundary = new_boundary()
     return StreamingResponse(
-        iter_multipart(_parts(blobs, items, r), boundary),
+        iter_multipart(_parts(first, blobs, items[1:], r), boundary),
         media_type=multipart_content_type(r.media_type, boundary),
     )
 
@@ -199,7 +205,7 @@ async def instance_rendered(request: Request) -> Response:
     r = rendering_from_query(request.query_params, rep.media_type)
     blobs = store(request).blobs
     if rep.multipart:
-        return multipart(blobs, [(rec, n) for n in numbers], r)
+        return await multipart(blobs, [(rec, n) for n in numbers], r)
     return await single(blobs, rec, numbers if rep == GIF else numbers[:1], r)
 
 
@@ -217,7 +223,7 @@ async def group_rendered(request: Request) -> Response:
     r = rendering_from_query(request.query_params, rep.media_type)
     blobs = store(request).blobs
     if rep.multipart:
-        return multipart(blobs, [(rec, 1) for rec in with_pixels], r)
+        return await multipart(blobs, [(rec, 1) for rec in with_pixels], r)
     return await single(blobs, with_pixels[0], [1], r)
 
 
