@@ -66,18 +66,22 @@ class Rendering:
 
 # -- the imaging pipeline -----------------------------------------------------------------
 def apply_window(arr: np.ndarray, window: Window) -> np.ndarray:
-    """Map modality values to 0..255 with ``window`` (PS3.3 C.11.2.1.2.1 and C.11.2.1.3.1)."""
-    x = arr.astype(np.float64)
+    """Map modality values to 0..255 with ``window`` (PS3.3 C.11.2.1.2.1 and C.11.2.1.3.1).
+
+    The linear functions are written as one line clipped to 0..255, which is the standard's
+    piecewise definition (the line meets 0 and 255 exactly at its thresholds).
+    """
+    x = np.asarray(arr, dtype=np.float64)
     c, w = window.center, window.width
     if window.function == "SIGMOID":
         return 255.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
     if window.function == "LINEAR_EXACT":
-        y = ((x - c) / w + 0.5) * 255.0
-        return np.where(x <= c - w / 2, 0.0, np.where(x > c + w / 2, 255.0, y))
-    below = x <= c - 0.5 - (w - 1) / 2
-    above = x > c - 0.5 + (w - 1) / 2
-    y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255.0 if w > 1 else np.zeros_like(x)
-    return np.where(below, 0.0, np.where(above, 255.0, y))
+        y = (x - c) * (255.0 / w) + 127.5
+    elif w > 1:
+        y = (x - (c - 0.5)) * (255.0 / (w - 1)) + 127.5
+    else:  # width 1: a threshold
+        y = np.where(x > c - 0.5, 255.0, 0.0)
+    return np.clip(y, 0.0, 255.0)
 
 
 def dataset_window(ds: Dataset) -> Window | None:
@@ -100,17 +104,19 @@ def _voi_lut(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     return out.astype(np.float64) * (255.0 / (2**bits - 1))
 
 
-def _min_max(arr: np.ndarray) -> np.ndarray:
-    lo, hi = float(arr.min()), float(arr.max())
+def _min_max(values: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
+    """``values`` stretched from their minimum and maximum (of the ``present`` ones) to 0..255."""
+    seen = values if present is None else values[present]
+    lo, hi = float(seen.min()), float(seen.max())
     if hi <= lo:
-        return np.zeros(arr.shape, dtype=np.float64)
-    return (arr.astype(np.float64) - lo) * (255.0 / (hi - lo))
+        return np.zeros(values.shape, dtype=np.float64)
+    return (values.astype(np.float64) - lo) * (255.0 / (hi - lo))
 
 
-def grey(frame: Frame, window: Window | None) -> np.ndarray:
-    """A monochrome frame as 0..255 values (float)."""
-    ds = frame.ds
-    values = apply_modality_lut(frame.pixels, ds)
+def _grey_values(
+    values: np.ndarray, ds: Dataset, window: Window | None, present: np.ndarray | None
+) -> np.ndarray:
+    """The VOI stage and MONOCHROME1 inversion on modality values: 0..255 (float)."""
     if window is not None:
         out = apply_window(values, window)
     elif ds.get("VOILUTSequence"):
@@ -118,10 +124,33 @@ def grey(frame: Frame, window: Window | None) -> np.ndarray:
     elif (own := dataset_window(ds)) is not None:
         out = apply_window(values, own)
     else:
-        out = _min_max(values)
+        out = _min_max(values, present)
     if ds.get("PhotometricInterpretation") == "MONOCHROME1":
         out = 255.0 - out
     return out
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def grey(frame: Frame, window: Window | None) -> np.ndarray:
+    """A monochrome frame as uint8 display values.
+
+    Stored values of up to 16 bits go through the pipeline once per possible value (from
+    the frame's minimum to its maximum) and the frame is then one table lookup; other data
+    (floating point, 32 bits) goes through it pixel by pixel.
+    """
+    px, ds = frame.pixels, frame.ds
+    if px.dtype.kind not in "iu" or px.dtype.itemsize > 2:
+        return _to_uint8(_grey_values(apply_modality_lut(px, ds), ds, window, None))
+    lo, hi = int(px.min()), int(px.max())
+    index = px.astype(np.intp) - lo
+    domain = np.arange(lo, hi + 1, dtype=np.int32 if px.dtype.kind == "i" else np.uint32)
+    present = np.bincount(index.ravel(), minlength=hi - lo + 1) > 0
+    values = apply_modality_lut(domain.astype(px.dtype), ds)
+    table = _to_uint8(_grey_values(values, ds, window, present))
+    return table[index]
 
 
 def color(frame: Frame) -> np.ndarray:
@@ -144,12 +173,13 @@ def to_8bit(frame: Frame, window: Window | None = None) -> np.ndarray:
     """
     photometric = str(frame.ds.get("PhotometricInterpretation", "MONOCHROME2"))
     try:
-        out = grey(frame, window) if photometric.startswith("MONOCHROME") else color(frame)
+        if photometric.startswith("MONOCHROME"):
+            return grey(frame, window)
+        return _to_uint8(color(frame))
     except (ValueError, KeyError, AttributeError, IndexError, TypeError) as e:
         raise NotImplementedFeature(
             f"cannot render {photometric} pixel data with these attributes: {e}"
         ) from e
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 # -- geometry and encoding ----------------------------------------------------------------
