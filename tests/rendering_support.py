@@ -107,3 +107,11 @@ def multipart_parts(content_type: str, body: bytes) -> list[tuple[str, bytes]]:
         ctype = {k.strip().lower(): v.strip() for k, v in headers.items()}["content-type"]
         parts.append((ctype, data))
     return parts
+
+
+def assert_png(got: np.ndarray, want: np.ndarray) -> None:
+    """A lossless rendering: every pixel within 1 of the reference (rounding at .5 may
+    differ between two float computations), and fewer than 1 % of them off at all."""
+    assert max_abs_error(got, want) <= 1
+    off = float((np.abs(got - np.rint(np.clip(want, 0, 255))) > 0).mean())
+    assert off < 0.01, f"{off:.1%} of the pixels differ from the reference"

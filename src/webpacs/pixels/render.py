@@ -104,18 +104,15 @@ def _voi_lut(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     return out.astype(np.float64) * (255.0 / (2**bits - 1))
 
 
-def _min_max(values: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
-    """``values`` stretched from their minimum and maximum (of the ``present`` ones) to 0..255."""
-    seen = values if present is None else values[present]
-    lo, hi = float(seen.min()), float(seen.max())
+def _min_max(values: np.ndarray) -> np.ndarray:
+    """``values`` stretched from their minimum and maximum to 0..255."""
+    lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
         return np.zeros(values.shape, dtype=np.float64)
     return (values.astype(np.float64) - lo) * (255.0 / (hi - lo))
 
 
-def _grey_values(
-    values: np.ndarray, ds: Dataset, window: Window | None, present: np.ndarray | None
-) -> np.ndarray:
+def _grey_values(values: np.ndarray, ds: Dataset, window: Window | None) -> np.ndarray:
     """The VOI stage and MONOCHROME1 inversion on modality values: 0..255 (float)."""
     if window is not None:
         out = apply_window(values, window)
@@ -124,7 +121,7 @@ def _grey_values(
     elif (own := dataset_window(ds)) is not None:
         out = apply_window(values, own)
     else:
-        out = _min_max(values, present)
+        out = _min_max(values)
     if ds.get("PhotometricInterpretation") == "MONOCHROME1":
         out = 255.0 - out
     return out
@@ -139,17 +136,17 @@ def grey(frame: Frame, window: Window | None) -> np.ndarray:
 
     Stored values of up to 16 bits go through the pipeline once per possible value (from
     the frame's minimum to its maximum) and the frame is then one table lookup; other data
-    (floating point, 32 bits) goes through it pixel by pixel.
+    (floating point, 32 bits) goes through it pixel by pixel. Without a window, the output
+    spans the modality values of that stored range.
     """
     px, ds = frame.pixels, frame.ds
     if px.dtype.kind not in "iu" or px.dtype.itemsize > 2:
-        return _to_uint8(_grey_values(apply_modality_lut(px, ds), ds, window, None))
+        return _to_uint8(_grey_values(apply_modality_lut(px, ds), ds, window))
     lo, hi = int(px.min()), int(px.max())
     index = px.astype(np.intp) - lo
     domain = np.arange(lo, hi + 1, dtype=np.int32 if px.dtype.kind == "i" else np.uint32)
-    present = np.bincount(index.ravel(), minlength=hi - lo + 1) > 0
     values = apply_modality_lut(domain.astype(px.dtype), ds)
-    table = _to_uint8(_grey_values(values, ds, window, present))
+    table = _to_uint8(_grey_values(values, ds, window))
     return table[index]
 
 
