@@ -55,7 +55,7 @@ def reference(
     if pi.startswith("YBR"):
         return convert_color_space(arr, pi, "RGB").astype(float)
     if pi == "RGB":
-        return arr.astype(float)
+        return arr.astype(float) * 255 / (2**ds.BitsStored - 1) if ds.BitsStored > 8 else arr
     values = apply_modality_lut(arr, ds)
     if window is not None:
         out = apply_voi_lut(values, _eight_bit_voi(*window))
