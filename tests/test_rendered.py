@@ -173,6 +173,21 @@ def test_viewport_scales_crops_and_flips(loaded: Any) -> None:
     assert mean_abs_error(decode(small.content), np.asarray(ref_small, dtype=float)) < 3
 
 
+def test_rendered_etag(loaded: Any) -> None:
+    srv, datasets = loaded
+    address = url(srv, datasets["CT_small.dcm"], "/rendered")
+    first = get(address, "image/png")
+    etag = first.headers["etag"]
+    again = requests.get(address, headers={"Accept": "image/png", "If-None-Match": etag})
+    assert again.status_code == 304 and not again.content
+    other = get(address, "image/png", window="40,400")
+    assert other.headers["etag"] != etag
+    changed = requests.get(
+        address, params={"window": "40,400"}, headers={"Accept": "image/png", "If-None-Match": etag}
+    )
+    assert changed.status_code == 200 and changed.content == other.content
+
+
 def test_quality_parameter(loaded: Any) -> None:
     srv, datasets = loaded
     address = url(srv, datasets["RG3_UNCR.dcm"], "/rendered")

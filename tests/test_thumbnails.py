@@ -152,6 +152,8 @@ def test_multiframe_instance_thumbnail_is_its_middle_frame(server: RunningServer
     )
     thumb = get(f"{base}/thumbnail")
     assert thumb.content == get(f"{base}/frames/5/thumbnail").content
+    cached = {"If-None-Match": thumb.headers["etag"]}
+    assert requests.get(f"{base}/thumbnail", headers=cached, timeout=30).status_code == 304
     assert thumb.content != get(f"{base}/frames/1/thumbnail").content
     assert mean_abs_error(decode(thumb.content), expected_thumbnail(ds, 4)) < 3
 

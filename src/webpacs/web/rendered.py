@@ -14,6 +14,7 @@ Query parameters (Table 8.3.5-1): ``window=center,width[,linear|linear-exact|sig
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 
@@ -169,12 +170,28 @@ async def multipart(
     )
 
 
+def image_etag(rec: InstanceRecord, numbers: list[int], r: rd.Rendering | None) -> str:
+    """A validator for an image of ``rec``: its content digest and how it was rendered."""
+    key = f"{rec.digest}|{numbers}|{r!r}".encode()
+    return f'W/"i{hashlib.sha1(key).hexdigest()[:24]}"'
+
+
+def not_modified(request: Request, etag: str) -> Response | None:
+    """A 304 when the client's ``If-None-Match`` names ``etag``."""
+    asked = {t.strip() for t in request.headers.get("if-none-match", "").split(",")}
+    return Response(status_code=304, headers={"ETag": etag}) if etag in asked else None
+
+
 async def single(
-    blobs: Blobs, rec: InstanceRecord, numbers: list[int], r: rd.Rendering
+    request: Request, rec: InstanceRecord, numbers: list[int], r: rd.Rendering
 ) -> Response:
-    """One image (an animated GIF when several frames are given), rendered on the threadpool."""
-    body = await threaded(render_frames, blobs, rec, numbers, r)
-    return Response(body, media_type=r.media_type)
+    """One image (an animated GIF when several frames are given), rendered on the threadpool;
+    a 304 when the client has it already."""
+    etag = image_etag(rec, numbers, r)
+    if (cached := not_modified(request, etag)) is not None:
+        return cached
+    body = await threaded(render_frames, store(request).blobs, rec, numbers, r)
+    return Response(body, media_type=r.media_type, headers={"ETag": etag})
 
 
 # -- routes -------------------------------------------------------------------------------
@@ -203,10 +220,9 @@ async def instance_rendered(request: Request) -> Response:
     several = len(numbers) > 1
     rep = _negotiate(request, SINGLE + ([GIF] if several else []) + MULTI)
     r = rendering_from_query(request.query_params, rep.media_type)
-    blobs = store(request).blobs
     if rep.multipart:
-        return await multipart(blobs, [(rec, n) for n in numbers], r)
-    return await single(blobs, rec, numbers if rep == GIF else numbers[:1], r)
+        return await multipart(store(request).blobs, [(rec, n) for n in numbers], r)
+    return await single(request, rec, numbers if rep == GIF else numbers[:1], r)
 
 
 async def group_rendered(request: Request) -> Response:
@@ -221,10 +237,9 @@ async def group_rendered(request: Request) -> Response:
         raise NotFound("no instance here has pixel data to render")
     rep = _negotiate(request, MULTI + SINGLE)
     r = rendering_from_query(request.query_params, rep.media_type)
-    blobs = store(request).blobs
     if rep.multipart:
-        return await multipart(blobs, [(rec, 1) for rec in with_pixels], r)
-    return await single(blobs, with_pixels[0], [1], r)
+        return await multipart(store(request).blobs, [(rec, 1) for rec in with_pixels], r)
+    return await single(request, with_pixels[0], [1], r)
 
 
 async def wado_uri_rendered(request: Request, rec: InstanceRecord, media_type: str) -> Response:
@@ -234,7 +249,7 @@ async def wado_uri_rendered(request: Request, rec: InstanceRecord, media_type: s
     if frame_count(rec) == 0:
         raise NotFound(f"instance {rec.sop_uid} has no pixel data to render")
     r = rendering_from_wado_uri(q, media_type)
-    return await single(store(request).blobs, rec, [number], r)
+    return await single(request, rec, [number], r)
 
 
 INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"

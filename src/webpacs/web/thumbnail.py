@@ -18,9 +18,9 @@ from webpacs.core.media import negotiate
 from webpacs.errors import NotFound
 from webpacs.pixels import render as rd
 from webpacs.pixels.frames import frame_count, parse_frame_numbers
-from webpacs.pixels.thumbnail import DEFAULT, middle_frame, thumbnail
+from webpacs.pixels.thumbnail import DEFAULT, middle_frame, thumbnail, thumbnail_rendering
 from webpacs.web.common import path_uids, store, threaded
-from webpacs.web.rendered import SINGLE, rendering_from_query
+from webpacs.web.rendered import SINGLE, image_etag, not_modified, rendering_from_query
 
 #: Parameters that change a thumbnail; without them the derived one is served.
 _SHAPING = ("window", "viewport", "quality")
@@ -53,8 +53,8 @@ async def group_thumbnail(request: Request) -> Response:
             body, etag = await threaded(
                 derived_thumbnails.study_thumbnail, st.index, st.blobs, study
             )
-        if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
-            return Response(status_code=304, headers={"ETag": etag})
+        if (cached := not_modified(request, etag)) is not None:
+            return cached
         return Response(body, media_type=DEFAULT.media_type, headers={"ETag": etag})
     rec, number = await threaded(derived_thumbnails.representative_of, st.index, study, series)
     body = await threaded(thumbnail, st.blobs, rec, number, r)
@@ -75,8 +75,11 @@ async def instance_thumbnail(request: Request) -> Response:
     else:
         number = middle_frame(rec)
     r = _rendering(request)
+    etag = image_etag(rec, [number], thumbnail_rendering(r))
+    if (cached := not_modified(request, etag)) is not None:
+        return cached
     body = await threaded(thumbnail, st.blobs, rec, number, r)
-    return Response(body, media_type=(r or DEFAULT).media_type)
+    return Response(body, media_type=(r or DEFAULT).media_type, headers={"ETag": etag})
 
 
 INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
