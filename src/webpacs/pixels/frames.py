@@ -25,8 +25,6 @@ from webpacs.storage.base import Blobs, InstanceRecord
 
 #: Bytes per range read of a remote stored object (the header takes one or two).
 READ_AHEAD = 256 << 10
-#: Attributes outside group 0028 that rendering reads.
-_EXTRA_TAGS = [0x00080060]  # Modality
 
 
 @dataclass
@@ -106,7 +104,7 @@ def decode_frame(blobs: Blobs, rec: InstanceRecord, number: int) -> Frame:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # odd values in old files are not our business
-                arr = pixel_array(src, ds_out=ds, specific_tags=_EXTRA_TAGS, index=number - 1)
+                arr = pixel_array(src, ds_out=ds, index=number - 1)
         except (NotImplementedError, RuntimeError, ValueError, KeyError, AttributeError) as e:
             raise NotImplementedFeature(
                 f"cannot decode the pixel data of instance {rec.sop_uid} (transfer syntax"
