@@ -264,7 +264,7 @@ def test_not_acceptable(srv: RunningServer) -> None:
             "studyUID": "1.2",
             "seriesUID": "1.3",
             "objectUID": "1.4",
-            "contentType": "image/jpeg",
+            "contentType": "video/mpeg",  # image/jpeg and image/png are rendered
         },
         timeout=10,
     )

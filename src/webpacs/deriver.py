@@ -3,8 +3,8 @@
 Whatever door an instance came through (STOW-RS, C-STORE, ``webpacs import``, another
 node, CouchDB replication), it shows up in ``Index.changes``. The deriver polls that
 feed and rebuilds the gzip'd series and study metadata of every series that changed,
-for the base URLs clients have used, so the next viewer that opens the study gets a
-pre-computed document instead of waiting for a build. Reads still rebuild a stale
+for the base URLs clients have used, and their thumbnails, so the next viewer that opens
+the study gets a pre-computed document instead of waiting for a build. Reads still rebuild a stale
 document themselves; the deriver only moves that work off the request path.
 """
 
@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import OrderedDict
 
-from webpacs import derived
+from webpacs import derived, derived_thumbnails
 from webpacs.errors import NotFound, WebpacsError
 from webpacs.storage.base import Blobs, Index
 
@@ -72,6 +72,7 @@ class Deriver:
                     derived.study_metadata_gz(self.index, self.blobs, study, base)
                 except NotFound:
                     derived.drop_study(self.blobs, study)
+            derived_thumbnails.prebuild(self.index, self.blobs, study, series)
         self.seq = changes[-1].seq
         log.debug("rebuilt %d series document(s) up to change %d", rebuilt, self.seq)
         return len(changes)

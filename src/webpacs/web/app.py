@@ -19,7 +19,7 @@ from webpacs.deriver import Deriver
 from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
-from webpacs.web import delete, proxy, qido, stow, wado, wadouri
+from webpacs.web import delete, proxy, qido, rendered, stow, thumbnail, wado, wadouri
 from webpacs.web.common import path_uids, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 
@@ -59,10 +59,12 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         if own:
             the_store.close()
 
+    pixel_routes = [*rendered.routes, *thumbnail.routes]
     dicomweb = [
         *stow.routes,
         *qido.routes,
         *(proxy.wrap_routes(wado.routes) if the_proxy else wado.routes),
+        *(proxy.wrap_routes(pixel_routes) if the_proxy else pixel_routes),
         *delete.routes,
         *wadouri.routes,
         Route("/webpacs/studies/{study}/conflicts", conflicts, methods=["GET"]),

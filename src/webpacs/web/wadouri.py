@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from webpacs.core.uids import check_uid
 from webpacs.errors import InvalidRequest, NotAcceptable, NotFound
+from webpacs.web import rendered
 from webpacs.web.common import store, threaded
 from webpacs.web.wado import _file_chunks
 
@@ -22,15 +23,18 @@ async def wado(request: Request) -> Response:
     series = check_uid(q.get("seriesUID"), "seriesUID")
     sop = check_uid(q.get("objectUID"), "objectUID")
     wanted = [t.strip().split(";")[0] for t in q.get("contentType", DICOM).split(",")]
-    if DICOM not in wanted and "*/*" not in wanted:
+    image = next((t for t in wanted if t in rendered.IMAGE_TYPES), None)
+    if DICOM not in wanted and "*/*" not in wanted and image is None:
         raise NotAcceptable(
-            f"contentType {q.get('contentType')} is not available (rendered images are not"
-            f" supported yet); use contentType={DICOM}"
+            f"contentType {q.get('contentType')} is not available; use contentType={DICOM},"
+            f" {', '.join(rendered.IMAGE_TYPES)}"
         )
     ts = q.get("transferSyntax")
     rec = await threaded(store(request).index.get, sop)
     if rec is None or rec.study_uid != study or rec.series_uid != series:
         raise NotFound(f"instance {sop} not found")
+    if image is not None and (DICOM not in wanted or wanted.index(image) < wanted.index(DICOM)):
+        return await rendered.wado_uri_rendered(request, rec, image)
     if ts and ts != rec.transfer_syntax:
         raise NotAcceptable(
             f"transferSyntax {ts} is not available; the instance is stored as {rec.transfer_syntax}"
