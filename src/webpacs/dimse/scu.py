@@ -36,8 +36,9 @@ from pynetdicom.status import (
     code_to_category,
 )
 
+from webpacs.config import AeEntry
 from webpacs.dimse.status import SUCCESS, Service, failure, status_dataset
-from webpacs.errors import ConfigError, UpstreamError, UpstreamTimeout
+from webpacs.errors import UpstreamError, UpstreamTimeout
 
 log = logging.getLogger("webpacs.scu")
 
@@ -64,11 +65,8 @@ class Remote:
     port: int
 
     @classmethod
-    def from_entry(cls, name: str, entry: dict[str, Any]) -> Remote:
-        for key in ("title", "host", "port"):
-            if key not in entry:
-                raise ConfigError(f"ae.{name} needs {key!r} to be used as a remote PACS")
-        return cls(name, str(entry["title"]), str(entry["host"]), int(entry["port"]))
+    def from_entry(cls, name: str, entry: AeEntry) -> Remote:
+        return cls(name, entry.title, entry.host, entry.port)
 
     def __str__(self) -> str:
         return f"{self.title}@{self.host}:{self.port} (ae.{self.name})"

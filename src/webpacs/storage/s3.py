@@ -83,14 +83,14 @@ class S3Blobs:
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Blobs:
         """Open the bucket the ``s3`` configuration section names."""
-        s = settings.section("s3")
+        s = settings.s3
         return cls(
-            s["bucket"],
-            s["prefix"],
-            endpoint_url=s["endpointUrl"],
-            region=s["region"],
-            access_key_id=s["accessKeyId"],
-            secret_access_key=s["secretAccessKey"],
+            s.bucket,
+            s.prefix,
+            endpoint_url=s.endpoint_url,
+            region=s.region,
+            access_key_id=s.access_key_id,
+            secret_access_key=s.secret_access_key,
         )
 
     def _key(self, key: str) -> str:

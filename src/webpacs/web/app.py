@@ -20,7 +20,7 @@ from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
 from webpacs.web import delete, proxy, qido, stow, wado, wadouri
-from webpacs.web.common import path_uids, store, threaded
+from webpacs.web.common import path_uids, settings, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 
 log = logging.getLogger("webpacs.web")
@@ -34,7 +34,7 @@ async def conflicts(request: Request) -> Response:
 
 
 async def home(request: Request) -> Response:
-    root = request.app.state.settings.get("server", "rootPath")
+    root = settings(request).server.root_path
     return JSONResponse({"name": "webpacs", "version": __version__, "dicomweb": root})
 
 
@@ -44,7 +44,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     the_store = st if st is not None else open_store(settings.for_service("server"))
     the_proxy = Proxy.from_settings(settings, the_store)
 
-    interval = settings.get("server", "deriveInterval")
+    interval = settings.server.derive_interval
     deriver = Deriver(the_store.index, the_store.blobs, interval=interval) if interval else None
 
     @contextlib.asynccontextmanager
@@ -68,7 +68,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         Route("/webpacs/studies/{study}/conflicts", conflicts, methods=["GET"]),
         *proxy.routes,
     ]
-    root = settings.get("server", "rootPath").rstrip("/")
+    root = settings.server.root_path.rstrip("/")
     routes: list[Route | Mount] = [Route("/", home)]
     routes += [Mount(root, routes=dicomweb)] if root else dicomweb  # type: ignore[list-item]
     app = Starlette(

@@ -22,10 +22,10 @@ def settings(request: Request) -> Settings:
 
 def base_url(request: Request) -> str:
     """The DICOMweb root as clients reach it (``server.publicUrl`` when configured)."""
-    configured = settings(request).get("server", "publicUrl")
+    configured = settings(request).server.public_url
     if configured:
-        return str(configured).rstrip("/")
-    root = settings(request).get("server", "rootPath").rstrip("/")
+        return configured.rstrip("/")
+    root = settings(request).server.root_path.rstrip("/")
     host = request.headers.get("host", "")
     server = request.scope.get("server") or ("127.0.0.1", 80)
     if not host:

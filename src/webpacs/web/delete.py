@@ -29,7 +29,7 @@ def remove(st: Store, study: str, series: str | None, sop: str | None) -> int:
 
 
 async def delete(request: Request) -> Response:
-    if not settings(request).get("server", "allowDelete"):
+    if not settings(request).server.allow_delete:
         raise Forbidden("DELETE is disabled by configuration (server.allowDelete)")
     study, series, sop = path_uids(request)
     assert study is not None

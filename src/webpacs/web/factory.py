@@ -7,7 +7,7 @@ import os
 import orjson
 from starlette.applications import Starlette
 
-from webpacs.config import load
+from webpacs.config import isolated, load
 from webpacs.web.app import create_app
 
 
@@ -15,8 +15,5 @@ def app() -> Starlette:
     """The app for the settings ``webpacs serve`` put in the environment (else the defaults)."""
     raw = os.environ.get("WEBPACS_EFFECTIVE_SETTINGS")
     if raw:
-        values = orjson.loads(raw)
-        return create_app(
-            load(overrides=values, environ={}, home="/nonexistent", cwd="/nonexistent")
-        )
+        return create_app(isolated(orjson.loads(raw)))
     return create_app(load())

@@ -38,7 +38,7 @@ def _search(level: Level):  # type: ignore[no-untyped-def]
     async def endpoint(request: Request) -> Response:
         rep = negotiate(request.headers.get("accept"), _OFFERS)
         study, series, _ = path_uids(request)
-        cap = settings(request).get("server", "qidoMaxResults")
+        cap = settings(request).server.qido_max_results
         query = parse_qido(
             level,
             request.query_params.multi_items(),
