@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 
 from webpacs import __version__
 from webpacs.config import Settings
-from webpacs.deriver import Deriver
+from webpacs.documents.deriver import Deriver
 from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
