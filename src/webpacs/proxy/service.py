@@ -1,7 +1,7 @@
 """The proxy to a remote PACS: remote search (``queryAe``) and retrieve (``proxyAe``).
 
 Synchronous, like the storage Protocol: the web layer calls it on its threadpool and
-makes concurrent retrieves of the same series wait for one (``web.proxy``); across the
+makes concurrent retrieves of the same series wait for one (``web.remote``); across the
 worker processes of one store, retrieves of one study take turns on a file lock and the
 later ones find the series stored.
 

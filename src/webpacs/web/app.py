@@ -19,7 +19,7 @@ from webpacs.documents.deriver import Deriver
 from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
-from webpacs.web import delete, proxy, qido, stow, wado, wadouri
+from webpacs.web import delete, qido, remote, stow, wado, wadouri
 from webpacs.web.common import path_uids, settings, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 
@@ -42,7 +42,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     """Build the app; opens the configured store unless one is given."""
     own = st is None
     the_store = st if st is not None else open_store(settings.for_service("server"))
-    the_proxy = Proxy.from_settings(settings, the_store)
+    proxy = Proxy.from_settings(settings, the_store)
 
     interval = settings.server.derive_interval
     deriver = Deriver(the_store.index, the_store.blobs, interval=interval) if interval else None
@@ -54,19 +54,19 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         yield
         if deriver is not None:
             deriver.stop()
-        if the_proxy is not None:
-            the_proxy.close()
+        if proxy is not None:
+            proxy.close()
         if own:
             the_store.close()
 
     dicomweb = [
         *stow.routes,
         *qido.routes,
-        *(proxy.wrap_routes(wado.routes) if the_proxy else wado.routes),
+        *(remote.wrap_routes(wado.routes) if proxy else wado.routes),
         *delete.routes,
         *wadouri.routes,
         Route("/webpacs/studies/{study}/conflicts", conflicts, methods=["GET"]),
-        *proxy.routes,
+        *remote.routes,
     ]
     root = settings.server.root_path.rstrip("/")
     routes: list[Route | Mount] = [Route("/", home)]
@@ -87,7 +87,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.store = the_store
-    app.state.proxy = the_proxy
+    app.state.proxy = proxy
     app.state.deriver = deriver
     app.state.proxy_inflight = {}
     return app
