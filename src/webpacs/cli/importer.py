@@ -29,7 +29,7 @@ def sample_paths() -> list[Path]:
 
     roots = [Path(pydicom.data.__file__).parent / "test_files"]
     try:
-        import data_store  # type: ignore[import-not-found]  # the pydicom-data package
+        import data_store  # the pydicom-data package (untyped; ignore_missing_imports)
 
         roots.append(Path(data_store.__file__).parent / "data")
     except ImportError:

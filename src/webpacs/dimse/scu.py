@@ -174,7 +174,9 @@ class Scu:
                 out.append(matches)
         return out
 
-    def _retrieve(self, service: Service, responses: Iterator[tuple[Dataset, Any]]) -> Any:
+    def _retrieve(
+        self, service: Service, responses: Iterator[tuple[Dataset, Any]]
+    ) -> RetrieveResult:
         since = time.monotonic()
         last = Dataset()
         for status, _ in responses:
@@ -216,7 +218,7 @@ class Scu:
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
         with self._association(ae, Service.MOVE) as (assoc, _):
-            return self._retrieve(  # type: ignore[no-any-return]
+            return self._retrieve(
                 Service.MOVE,
                 assoc.send_c_move(
                     identifier, destination, StudyRootQueryRetrieveInformationModelMove
@@ -249,7 +251,7 @@ class Scu:
         with self._association(
             ae, Service.GET, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, handle_store)]
         ) as (assoc, _):
-            return self._retrieve(  # type: ignore[no-any-return]
+            return self._retrieve(
                 Service.GET,
                 assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet),
             )

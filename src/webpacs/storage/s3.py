@@ -149,11 +149,12 @@ class S3Blobs:
 
     def open(self, key: str) -> BinaryIO:
         body = self._get(key)["Body"]
-        return io.BufferedReader(_StreamReader(body), 1 << 20)  # type: ignore[return-value]
+        return io.BufferedReader(_StreamReader(body), 1 << 20)
 
     def _head(self, key: str) -> dict[str, Any]:
         try:
-            return self._s3.head_object(Bucket=self.bucket, Key=self._key(key))  # type: ignore[no-any-return]
+            head: dict[str, Any] = self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
+            return head
         except (ClientError, BotoCoreError) as e:
             raise self._error(e, key, "stat") from e
 

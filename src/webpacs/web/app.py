@@ -29,6 +29,7 @@ log = logging.getLogger("webpacs.web")
 async def conflicts(request: Request) -> Response:
     """Patient/study attributes that disagreed between instances of a study (non-standard)."""
     study, _, _ = path_uids(request)
+    assert study is not None  # the route's path has {study}
     rows = await threaded(store(request).index.study_conflicts, study)
     return JSONResponse(rows)
 
@@ -70,7 +71,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     ]
     root = settings.server.root_path.rstrip("/")
     routes: list[Route | Mount] = [Route("/", home)]
-    routes += [Mount(root, routes=dicomweb)] if root else dicomweb  # type: ignore[list-item]
+    routes += [Mount(root, routes=dicomweb)] if root else dicomweb
     app = Starlette(
         routes=routes,
         exception_handlers={WebpacsError: handle_webpacs_error, Exception: handle_unexpected},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -34,7 +35,7 @@ def _retrieve_url(level: Level, row: dict[str, Any], base: str) -> str:
     return url
 
 
-def _search(level: Level):  # type: ignore[no-untyped-def]
+def _search(level: Level) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         rep = negotiate(request.headers.get("accept"), _OFFERS)
         study, series, _ = path_uids(request)
