@@ -6,13 +6,13 @@ import os
 from typing import Any
 
 import click
-import orjson
 import uvicorn
 
 from webpacs.cli import workers
 from webpacs.cli.common import config_options, console, settings_from, setup_logging
 from webpacs.config import ServerSettings
 from webpacs.dimse import start_scp
+from webpacs.web import factory
 
 
 @click.command()
@@ -32,10 +32,8 @@ def serve(
 ) -> None:
     """Serve DICOMweb (QIDO-RS, WADO-RS, WADO-URI, STOW-RS) from the store."""
     setup_logging(verbose)
-    settings = settings_from(
-        config_files,
-        {"dataDir": data_dir, "server": {"host": host, "port": port, "workers": workers}},
-    )
+    flags = {"dataDir": data_dir, "server": {"host": host, "port": port, "workers": workers}}
+    settings = settings_from(config_files, flags)
     srv = settings.server
     base = f"http://{srv.host}:{srv.port}{srv.root_path.rstrip('/')}"
     console.print(
@@ -43,7 +41,7 @@ def serve(
     )
     console.print(f"DICOMweb: [bold]{base}[/]  (QIDO: {base}/studies)", soft_wrap=True)
     console.print(f"WADO-URI: {base}/wado", soft_wrap=True)
-    os.environ["WEBPACS_EFFECTIVE_SETTINGS"] = orjson.dumps(settings.values).decode()
+    os.environ[factory.LAYERS_ENV] = factory.layers(config_files, flags)
     scp = start_scp(settings) if dimse else None  # DIMSE SCP in this process (see webpacs scp)
     if scp is not None:
         d = settings.dimse
