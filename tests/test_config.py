@@ -255,6 +255,16 @@ def test_config_show(tmp_path: Path) -> None:
     r = runner.invoke(main, ["config", "show", "-c", str(f), "--service", "dimse"], env=env)
     lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if "│" in line}
     assert "'/d'" in lines["dataDir"] and "as dimse.dataDir" in lines["dataDir"]
+    # secrets are neither shown nor in a repr of the settings (DESIGN rule 12)
+    env["WEBPACS_COUCHDB_PASSWORD"] = "hunter2-secret"
+    r = runner.invoke(main, ["config", "show", "-c", str(f)], env=env)
+    lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if "│" in line}
+    assert "hunter2" not in r.output and "(set, not shown)" in lines["couchdb.password"]
+    assert "''" in lines["s3.secretAccessKey"]
+    s = load(
+        [f], environ={"WEBPACS_S3_SECRETACCESSKEY": "hunter2-secret"}, home=tmp_path, cwd=tmp_path
+    )
+    assert s.s3.secret_access_key == "hunter2-secret" and "hunter2" not in repr(s)
     bad = write(tmp_path / "bad.json5", "{dimse: {nope: 1}}")
     r = runner.invoke(main, ["config", "show", "-c", str(bad)], env=env)
     assert r.exit_code == 2 and "dimse.nope" in r.output and str(bad) in r.output

@@ -49,6 +49,12 @@ def default_data_dir() -> str:
     return os.path.join(base, "webpacs")
 
 
+def secret() -> Any:
+    """A secret setting (default ""): left out of reprs and shown masked by ``config show``
+    (DESIGN rule 12: secrets appear in no log, message or listing)."""
+    return field(default="", repr=False, metadata={"secret": True})
+
+
 # --------------------------------------------------------------------------- the sections
 @dataclass(frozen=True)
 class TopLevel:
@@ -120,7 +126,7 @@ class CouchdbSettings:  # index: "couchdb"
     url: str = "http://127.0.0.1:5984"
     database: str = "webpacs"
     username: str = ""
-    password: str = ""
+    password: str = secret()
     max_concurrent: int = 16
     allow_scan: bool = False
 
@@ -132,7 +138,7 @@ class S3Settings:  # blobs: "s3"
     endpoint_url: str = ""  # "" = AWS
     region: str = ""
     access_key_id: str = ""  # "" = boto3's usual credential chain
-    secret_access_key: str = ""
+    secret_access_key: str = secret()
 
 
 @dataclass(frozen=True)
@@ -176,6 +182,14 @@ DEFAULTS: dict[str, Any] = {
     **{name: _schema(cls) for name, cls in SECTIONS.items()},
     "ae": {},  # free-form name -> AE_KEYS (see _merge_ae)
 }
+
+#: Key paths of the secret settings (see ``secret``).
+SECRETS = frozenset(
+    (name, key_of(f.name))
+    for name, cls in SECTIONS.items()
+    for f in fields(cls)
+    if f.metadata.get("secret")
+)
 
 #: Shared settings that each service section may override (``null`` = inherit).
 SHARED = tuple(key_of(f.name) for f in fields(ServiceOverrides))
@@ -228,8 +242,8 @@ class Settings:
     typed sections.
     """
 
-    values: dict[str, Any]
-    sources: dict[tuple[str, ...], str] = field(default_factory=dict)
+    values: dict[str, Any] = field(repr=False)  # secrets included: no repr
+    sources: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False)
     index: str = field(init=False)
     blobs: str = field(init=False)
     query_ae: str = field(init=False)
