@@ -52,7 +52,7 @@ bench: $(STAMP) $(if $(findstring couchdb,$(BACKENDS)),$(NPM_STAMP),)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy src
+	$(BIN)/mypy src  # strict: [tool.mypy] in pyproject.toml
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import pytest
 import uvicorn
 
-from webpacs.config import Settings, load
+from webpacs.config import Settings, isolated
 from webpacs.storage.registry import Store, open_store
 from webpacs.web.app import create_app
 
@@ -56,9 +56,7 @@ def data_file(name: str) -> Path:
 
 
 def make_settings(data_dir: Path, **sections: Any) -> Settings:
-    overrides: dict[str, Any] = {"dataDir": str(data_dir)}
-    overrides.update(sections)
-    return load(overrides=overrides, environ={}, home=data_dir / "nohome", cwd=data_dir / "nocwd")
+    return isolated({"dataDir": str(data_dir), **sections})
 
 
 @dataclass
@@ -91,7 +89,7 @@ def start_server(data_dir: Path, **sections: Any) -> RunningServer:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("server did not start")
         time.sleep(0.02)
-    root = settings.get("server", "rootPath").rstrip("/")
+    root = settings.server.root_path.rstrip("/")
     return RunningServer(f"http://127.0.0.1:{port}{root}", settings, store, server, thread)
 
 

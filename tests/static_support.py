@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from tests.conftest import free_port
-from webpacs.config import Settings, load
+from webpacs.config import Settings, isolated
 from webpacs.ingest import ingest
 from webpacs.storage.registry import Store, open_store
 
@@ -58,9 +58,7 @@ def read(data: bytes | Path) -> Dataset:
 
 
 def settings_for(data_dir: Path) -> Settings:
-    return load(
-        overrides={"dataDir": str(data_dir)}, environ={}, home="/nonexistent", cwd="/nonexistent"
-    )
+    return isolated({"dataDir": str(data_dir)})
 
 
 def make_store(data_dir: Path, names: list[str]) -> tuple[Settings, Store]:

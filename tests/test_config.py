@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from webpacs.cli.main import main
-from webpacs.config import Settings, load
+from webpacs.config import SECTIONS, AeEntry, Settings, isolated, load
 from webpacs.errors import ConfigError
+from webpacs.storage.registry import BLOBS, INDEXES
+
+
+def snake(key: str) -> str:
+    return re.sub("([A-Z])", lambda m: "_" + m.group(1).lower(), key)
 
 
 def write(path: Path, text: str) -> Path:
@@ -36,13 +43,53 @@ def settings(
 
 def test_defaults(dirs: tuple[Path, Path]) -> None:
     s = settings(dirs)
-    assert s.get("dimse", "aeTitle") == "WEBPACS"
-    assert s.get("dimse", "port") == 11112
-    assert s.get("dimse", "host") == "127.0.0.1"
-    assert s.get("dimse", "restrictCallingAe") is False
-    assert s.get("queryAe") == s.get("proxyAe") == ""
-    assert s.get("ae") == {}
+    assert s.dimse.ae_title == "WEBPACS"
+    assert s.dimse.port == 11112
+    assert s.dimse.host == "127.0.0.1"
+    assert s.dimse.restrict_calling_ae is False
+    assert s.query_ae == s.proxy_ae == ""
+    assert s.ae_table == {}
     assert s.sources[("dimse", "port")] == "default"
+
+
+def test_typed_sections_follow_the_layers(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    """Every leaf of the layered values is a typed field of its section, under its
+    snake_case name; an int given for a float setting is a float."""
+    f = write(tmp_path / "c.json5", "{server: {qidoMaxResults: 7, deriveInterval: 3}}")
+    s = settings(dirs, [f], env={"WEBPACS_S3_ENDPOINTURL": "http://s3"})
+    assert s.server.qido_max_results == 7
+    assert s.server.derive_interval == 3.0 and isinstance(s.server.derive_interval, float)
+    assert s.s3.endpoint_url == "http://s3"
+    for section in SECTIONS:
+        typed = getattr(s, section)
+        for key, value in s.values[section].items():
+            assert getattr(typed, snake(key)) == value, (section, key)
+    with pytest.raises(FrozenInstanceError):
+        s.server.port = 1  # type: ignore[misc]  # the point: sections are read-only
+
+
+def test_backend_names_are_the_registrys(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    f = write(tmp_path / "c.json5", "{static: {index: 'nosuch'}}")
+    with pytest.raises(ConfigError) as e:
+        settings(dirs, [f])
+    assert f"static.index must be one of {', '.join(INDEXES)}" in str(e.value)
+    for name in BLOBS:
+        assert settings(dirs, flags={"blobs": name}).blobs == name
+
+
+def test_isolated_ignores_home_cwd_and_environment(
+    dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, cwd = dirs
+    write(home / ".webpacs.json5", "{dimse: {port: 1}}")
+    write(cwd / "webpacs.json5", "{dimse: {port: 2}}")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("WEBPACS_DIMSE_PORT", "3")
+    assert load().dimse.port == 3
+    s = isolated({"dimse": {"aeTitle": "ISO"}})
+    assert (s.dimse.port, s.dimse.ae_title) == (11112, "ISO")
+    assert isolated(s.values).dimse == s.dimse
 
 
 def test_layering_order(dirs: tuple[Path, Path], tmp_path: Path) -> None:
@@ -146,22 +193,22 @@ def test_ae_table(dirs: tuple[Path, Path], tmp_path: Path) -> None:
     )
     later = write(tmp_path / "c.json5", "{ae: {ws1: {port: 4242}}}")  # merged key by key
     s = settings(dirs, [later])
-    assert s.ae("pacs") == {
-        "title": "HOSPITAL_PACS",
-        "host": "pacs.example",
-        "port": 104,
-        "description": "the hospital PACS",
-        "services": ["find", "move"],
-    }
+    assert s.ae("pacs") == AeEntry(
+        title="HOSPITAL_PACS",
+        host="pacs.example",
+        port=104,
+        description="the hospital PACS",
+        services=("find", "move"),
+    )
     ws1 = s.ae("ws1")
-    assert (ws1["title"], ws1["host"], ws1["port"]) == ("ws1", "10.0.0.7", 4242)
-    assert ws1["services"] == ["find", "move", "get", "store"]
+    assert (ws1.title, ws1.host, ws1.port) == ("ws1", "10.0.0.7", 4242)
+    assert ws1.services == ("find", "move", "get", "store")
     assert s.sources[("ae", "ws1", "port")] == str(later)
     assert s.sources[("ae", "ws1", "host")] == str(home / ".webpacs.json5")
     assert s.ae_by_title("HOSPITAL_PACS") == s.ae("pacs")
     assert s.ae_by_title("NOBODY") is None
     env = {"WEBPACS_AE": "{pacs: {port: 11113}}"}
-    assert settings(dirs, env=env).ae("pacs")["port"] == 11113
+    assert settings(dirs, env=env).ae("pacs").port == 11113
     with pytest.raises(ConfigError, match="no AE named 'nope'"):
         s.ae("nope")
 
@@ -208,6 +255,16 @@ def test_config_show(tmp_path: Path) -> None:
     r = runner.invoke(main, ["config", "show", "-c", str(f), "--service", "dimse"], env=env)
     lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if "│" in line}
     assert "'/d'" in lines["dataDir"] and "as dimse.dataDir" in lines["dataDir"]
+    # secrets are neither shown nor in a repr of the settings (DESIGN rule 12)
+    env["WEBPACS_COUCHDB_PASSWORD"] = "hunter2-secret"
+    r = runner.invoke(main, ["config", "show", "-c", str(f)], env=env)
+    lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if "│" in line}
+    assert "hunter2" not in r.output and "(set, not shown)" in lines["couchdb.password"]
+    assert "''" in lines["s3.secretAccessKey"]
+    s = load(
+        [f], environ={"WEBPACS_S3_SECRETACCESSKEY": "hunter2-secret"}, home=tmp_path, cwd=tmp_path
+    )
+    assert s.s3.secret_access_key == "hunter2-secret" and "hunter2" not in repr(s)
     bad = write(tmp_path / "bad.json5", "{dimse: {nope: 1}}")
     r = runner.invoke(main, ["config", "show", "-c", str(bad)], env=env)
     assert r.exit_code == 2 and "dimse.nope" in r.output and str(bad) in r.output

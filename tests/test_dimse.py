@@ -34,7 +34,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from tests.conftest import data_file as sample
 from tests.conftest import free_port, require_binary
-from webpacs.config import load
+from webpacs.config import isolated
 from webpacs.dimse import ScpHandle, start_scp
 from webpacs.errors import StorageError
 from webpacs.ingest import ingest
@@ -80,11 +80,8 @@ class Running:
     """An SCP started for a test, with its store and settings."""
 
     def __init__(self, tmp: Path, dimse: dict[str, Any], ae: dict[str, Any]) -> None:
-        self.settings = load(
-            overrides={"dataDir": str(tmp / "data"), "dimse": {"port": 0, **dimse}, "ae": ae},
-            environ={},
-            home=tmp,
-            cwd=tmp,
+        self.settings = isolated(
+            {"dataDir": str(tmp / "data"), "dimse": {"port": 0, **dimse}, "ae": ae}
         )
         self.store: Store = open_store(self.settings)
         self.handle: ScpHandle = start_scp(self.settings, self.store)
@@ -435,12 +432,12 @@ def test_movescu_series_to_storescp(loaded: Running, tmp_path: Path, name: str) 
     out = tmp_path / "received"
     out.mkdir()
     proc = subprocess.Popen(
-        [storescp, "+xa", "-aet", "DEST", "--output-directory", str(out), str(dest["port"])],
+        [storescp, "+xa", "-aet", "DEST", "--output-directory", str(out), str(dest.port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_port(dest["port"], proc)
+        wait_port(dest.port, proc)
         ds = header(name)
         r = run(
             [
@@ -476,7 +473,7 @@ def test_move_sends_the_stored_bytes(loaded: Running) -> None:
     dest = AE(ae_title="DEST")
     for cx in AllStoragePresentationContexts:
         dest.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-    port = loaded.settings.ae("dest")["port"]
+    port = loaded.settings.ae("dest").port
     server = dest.start_server(
         ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
     )

@@ -43,6 +43,8 @@ from tests.conftest import (
     start_server,
 )
 from webpacs.dimse import ScpHandle, start_scp
+from webpacs.ingest import ingest
+from webpacs.web import remote
 
 ORTHANC_AET = "ORTHANC"
 ORTHANC_DICOM = 4242
@@ -476,6 +478,36 @@ def test_remote_down(orthanc: Orthanc, tmp_path: Path) -> None:
         r = w.get(f"/studies/{study}/series/{series}/metadata")
         assert r.status_code == 502, r.text
         assert "cannot associate with ORTHANC@127.0.0.1:4299" in r.json()["error"]
+    finally:
+        w.stop()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as above
+@pytest.mark.parametrize("query_ae", ["", "orthanc"])
+def test_qido_asks_the_remote_only_with_a_query_ae(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query_ae: str
+) -> None:
+    """Without ``queryAe`` QIDO-RS answers from the index alone, never entering the remote
+    search; with one (here nothing listens on its port) it does, and warns."""
+    calls: list[str] = []
+    merged = remote.search
+
+    async def counting(request: Any, proxy: Any, query: Any) -> Any:
+        calls.append(query.level.value)
+        return await merged(request, proxy, query)
+
+    monkeypatch.setattr(remote, "search", counting)
+    w = start_webpacs(tmp_path / "data", scp_port=None, ae=orthanc_ae(port=4298), query_ae=query_ae)
+    try:
+        ingest(w.server.store.index, w.server.store.blobs, data_file("CT_small.dcm").read_bytes())
+        study, _, _ = uids("CT_small.dcm")
+        for path in ("/studies", f"/studies/{study}/series", f"/studies/{study}/instances"):
+            r = w.get(path)
+            assert r.status_code == 200 and len(r.json()) == 1, r.text
+            assert ("remote search failed" in r.headers.get("Warning", "")) == (
+                bool(query_ae) and "instances" not in path
+            )
+        assert calls == (["study", "series"] if query_ae else [])
     finally:
         w.stop()
 

@@ -7,6 +7,7 @@ uvicorn's shared socket, asyncio lets the first worker to wake accept them all).
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -22,19 +23,19 @@ from webpacs.cli import workers
 pytestmark = pytest.mark.skipif(not workers.supported(), reason="SO_REUSEPORT spreading is Linux")
 
 
-def _serve(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def _serve(data_dir: Path, port: int, *more: str) -> subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "webpacs", "serve", "--data-dir", str(data_dir)]
-    cmd += ["--port", str(port), "--workers", "2", "--no-dimse"]
+    cmd += ["--port", str(port), "--workers", "2", "--no-dimse", *more]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_ready(proc: subprocess.Popen[str], port: int) -> None:
+def _wait_ready(proc: subprocess.Popen[str], port: int, root: str = "/dicomweb") -> None:
     deadline = time.monotonic() + 30
     while True:
         assert proc.poll() is None, proc.communicate()[1]
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
         try:
-            c.request("GET", "/dicomweb/studies")
+            c.request("GET", f"{root}/studies")
             if c.getresponse().status == 200:
                 return
         except OSError:
@@ -117,3 +118,24 @@ def test_any_free_port_needs_one_worker(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "needs a single worker" in out.stderr
+
+
+def test_workers_load_the_layers_and_no_secret_in_their_environment(tmp_path: Path) -> None:
+    """The workers serve what the -c file says (here its rootPath) without the effective
+    settings, passwords and keys included, being put in any process's environment."""
+    secret = "not-in-any-environment-4711"
+    cfg = tmp_path / "c.json5"
+    layer = {"server": {"rootPath": "/pacs"}, "couchdb": {"password": secret}}
+    layer["s3"] = {"secretAccessKey": secret}
+    cfg.write_text(json.dumps(layer))
+    port = free_port()
+    proc = _serve(tmp_path / "data", port, "-c", str(cfg))
+    try:
+        _wait_ready(proc, port, "/pacs")
+        pids = [proc.pid, *_children(proc.pid)]
+        assert len(pids) >= 3  # the supervisor, two workers (and multiprocessing's tracker)
+        for pid in pids:
+            assert secret.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)

@@ -45,6 +45,24 @@ def test_incremental(tmp_path: Path) -> None:
     assert len(_study_uids(tree)) == 2
 
 
+def test_build_reads_the_store_static_settings_name(tmp_path: Path) -> None:
+    """static.dataDir (README: the static section overrides the shared dataDir) names the
+    store `static build` reads; the shared dataDir, here an empty store, is not read."""
+    data, elsewhere, tree = tmp_path / "static-data", tmp_path / "shared", tmp_path / "tree"
+    make_store(data, ["CT_small.dcm"])[1].close()
+    make_store(elsewhere, [])[1].close()
+    cfg = tmp_path / "c.json5"
+    cfg.write_text(json.dumps({"dataDir": str(elsewhere), "static": {"dataDir": str(data)}}))
+    assert _build("-c", str(cfg), "--out", str(tree))["instances"] == 1
+    # --data-dir sets static.dataDir: the flag wins over the file
+    assert (
+        _build("-c", str(cfg), "--data-dir", str(elsewhere), "--out", str(tmp_path / "t2"))[
+            "instances"
+        ]
+        == 0
+    )
+
+
 def _incremental(data: Path, tree: Path) -> dict[str, object]:
     return _build("--data-dir", str(data), "--out", str(tree), "--incremental")
 

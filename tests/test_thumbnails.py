@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from tests.conftest import RunningServer, start_server
 from tests.rendering_support import decode, mean_abs_error, read, reference
-from webpacs.deriver import Deriver
+from webpacs.documents.deriver import Deriver
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")
 

@@ -5,6 +5,12 @@ leaf has an environment variable ``WEBPACS_<SECTION>_<KEY>`` (upper case, e.g.
 ``WEBPACS_SERVER_PORT``; top-level keys ``WEBPACS_<KEY>``, e.g. ``WEBPACS_DATADIR``).
 An unknown key or a value of the wrong type is a ``ConfigError`` naming where it came from.
 
+Each section is a frozen dataclass below (``ServerSettings``, ``DimseSettings``, ...): its
+fields, in snake_case, are the section's keys, in camelCase, and their defaults are the
+defaults (``DEFAULTS`` is derived from them). To add a setting, add a field. ``load``
+merges the layers, checks them and builds the typed sections once: code reads
+``settings.server.qido_max_results``, never a string key.
+
 The service sections ``server``, ``dimse`` and ``static`` may override the shared
 settings ``dataDir``, ``index`` and ``blobs``; left unset (or ``null``) they inherit the
 top-level value. ``Settings.for_service(name)`` is the effective view of one service.
@@ -12,20 +18,27 @@ top-level value. ``Settings.for_service(name)`` is the effective view of one ser
 The ``ae`` table lists known application entities by a free-form name; its entries'
 keys are fixed (``AE_KEYS``) and checked like every other setting. The whole table can
 also come from the environment as one JSON5 object in ``WEBPACS_AE``.
+
+The index and blob backend names are those of ``webpacs.storage.registry``.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import json5
 
 from webpacs.errors import ConfigError
+from webpacs.storage.registry import BLOBS, INDEXES
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 def default_data_dir() -> str:
@@ -36,72 +49,152 @@ def default_data_dir() -> str:
     return os.path.join(base, "webpacs")
 
 
-#: Every setting, with its default; the types of these defaults are the allowed types.
-DEFAULTS: dict[str, Any] = {
-    "dataDir": "",  # "" = default_data_dir()
-    "index": "sqlite",
-    "blobs": "files",
-    "server": {
-        "host": "127.0.0.1",
-        "port": 8042,
-        "rootPath": "/dicomweb",
-        "publicUrl": "",  # base URL written into BulkDataURI/RetrieveURL; "" = from the request
-        "maxBodyBytes": 4 * 1024**3,
-        "allowDelete": True,
-        "qidoMaxResults": 10000,
-        "workers": 0,  # 0 = one per core
-        "deriveInterval": 2.0,  # seconds between change-feed polls of the deriver; 0 = off
-    },
-    "ingest": {
-        "conflict": "reject",  # or "overwrite"
-        "bulkThreshold": 1024,
-    },
-    "dimse": {
-        "aeTitle": "WEBPACS",
-        "host": "127.0.0.1",
-        "port": 11112,  # 0 = any free port (tests)
-        "restrictCallingAe": False,  # True: only AEs of the ``ae`` table may associate
-        "maxAssociations": 10,
-        "acseTimeout": 30.0,
-        "dimseTimeout": 60.0,
-        "networkTimeout": 60.0,
-        "connectionTimeout": 10.0,  # outgoing associations (C-MOVE destinations)
-    },
-    "static": {},
-    "queryAe": "",  # name in the ``ae`` table whose studies QIDO also lists; "" = off
-    "proxyAe": "",  # name in the ``ae`` table that missing studies are retrieved from
-    "proxy": {
-        "retrieve": "move",  # or "get": how studies are fetched from ``proxyAe``
-        "timeout": 30.0,  # seconds: association, and each message of the remote
-        "cacheMaxBytes": 0,  # 0 = no size limit on retrieved studies
-        "cacheMaxAgeHours": 0.0,  # 0 = retrieved studies never expire
-    },
-    "ae": {},  # free-form name -> AE_KEYS (see _merge_ae)
-    "couchdb": {  # index: "couchdb"
-        "url": "http://127.0.0.1:5984",
-        "database": "webpacs",
-        "username": "",
-        "password": "",
-        "maxConcurrent": 16,
-        "allowScan": False,
-    },
-    "s3": {  # blobs: "s3"
-        "bucket": "",
-        "prefix": "",
-        "endpointUrl": "",  # "" = AWS
-        "region": "",
-        "accessKeyId": "",  # "" = boto3's usual credential chain
-        "secretAccessKey": "",
-    },
+def secret() -> Any:
+    """A secret setting (default ""): left out of reprs and shown masked by ``config show``
+    (DESIGN rule 12: secrets appear in no log, message or listing)."""
+    return field(default="", repr=False, metadata={"secret": True})
+
+
+# --------------------------------------------------------------------------- the sections
+@dataclass(frozen=True)
+class TopLevel:
+    """The settings outside any section."""
+
+    data_dir: str = ""  # "" = default_data_dir()
+    index: str = "sqlite"
+    blobs: str = "files"
+    query_ae: str = ""  # name in the ``ae`` table whose studies QIDO also lists; "" = off
+    proxy_ae: str = ""  # name in the ``ae`` table that missing studies are retrieved from
+
+
+@dataclass(frozen=True)
+class ServiceOverrides:
+    """The shared settings a service section may override (``None`` = inherit)."""
+
+    data_dir: str | None = None
+    index: str | None = None
+    blobs: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerSettings(ServiceOverrides):
+    host: str = "127.0.0.1"
+    port: int = 8042
+    root_path: str = "/dicomweb"
+    public_url: str = ""  # base URL written into BulkDataURI/RetrieveURL; "" = from the request
+    max_body_bytes: int = 4 * 1024**3
+    allow_delete: bool = True
+    qido_max_results: int = 10000
+    workers: int = 0  # 0 = one per core
+    derive_interval: float = 2.0  # seconds between change-feed polls of the deriver; 0 = off
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    conflict: str = "reject"  # or "overwrite"
+    bulk_threshold: int = 1024
+
+
+@dataclass(frozen=True)
+class DimseSettings(ServiceOverrides):
+    ae_title: str = "WEBPACS"
+    host: str = "127.0.0.1"
+    port: int = 11112  # 0 = any free port (tests)
+    restrict_calling_ae: bool = False  # True: only AEs of the ``ae`` table may associate
+    max_associations: int = 10
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 60.0
+    network_timeout: float = 60.0
+    connection_timeout: float = 10.0  # outgoing associations (C-MOVE destinations)
+
+
+@dataclass(frozen=True)
+class StaticSettings(ServiceOverrides):
+    """``webpacs static build`` reads the store these (or the shared settings) name."""
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    retrieve: str = "move"  # or "get": how studies are fetched from ``proxyAe``
+    timeout: float = 30.0  # seconds: association, and each message of the remote
+    cache_max_bytes: int = 0  # 0 = no size limit on retrieved studies
+    cache_max_age_hours: float = 0.0  # 0 = retrieved studies never expire
+
+
+@dataclass(frozen=True)
+class CouchdbSettings:  # index: "couchdb"
+    url: str = "http://127.0.0.1:5984"
+    database: str = "webpacs"
+    username: str = ""
+    password: str = secret()
+    max_concurrent: int = 16
+    allow_scan: bool = False
+
+
+@dataclass(frozen=True)
+class S3Settings:  # blobs: "s3"
+    bucket: str = ""
+    prefix: str = ""
+    endpoint_url: str = ""  # "" = AWS
+    region: str = ""
+    access_key_id: str = ""  # "" = boto3's usual credential chain
+    secret_access_key: str = secret()
+
+
+@dataclass(frozen=True)
+class AeEntry:
+    """One entry of the ``ae`` table."""
+
+    title: str
+    host: str
+    port: int
+    description: str = ""
+    services: tuple[str, ...] = ()
+
+
+#: The sections by key, in the order the configuration lists them.
+SECTIONS: dict[str, type[DataclassInstance]] = {
+    "server": ServerSettings,
+    "ingest": IngestSettings,
+    "dimse": DimseSettings,
+    "static": StaticSettings,
+    "proxy": ProxySettings,
+    "couchdb": CouchdbSettings,
+    "s3": S3Settings,
 }
 
+_T = TypeVar("_T", bound="DataclassInstance")
+
+
+def key_of(name: str) -> str:
+    """The configuration key of a dataclass field (``qido_max_results`` -> ``qidoMaxResults``)."""
+    first, *rest = name.split("_")
+    return first + "".join(p.capitalize() for p in rest)
+
+
+def _schema(cls: type[DataclassInstance]) -> dict[str, Any]:
+    return {key_of(f.name): f.default for f in fields(cls)}
+
+
+#: Every setting, with its default; the types of these defaults are the allowed types.
+DEFAULTS: dict[str, Any] = {
+    **_schema(TopLevel),
+    **{name: _schema(cls) for name, cls in SECTIONS.items()},
+    "ae": {},  # free-form name -> AE_KEYS (see _merge_ae)
+}
+
+#: Key paths of the secret settings (see ``secret``).
+SECRETS = frozenset(
+    (name, key_of(f.name))
+    for name, cls in SECTIONS.items()
+    for f in fields(cls)
+    if f.metadata.get("secret")
+)
+
 #: Shared settings that each service section may override (``null`` = inherit).
-SHARED = ("dataDir", "index", "blobs")
+SHARED = tuple(key_of(f.name) for f in fields(ServiceOverrides))
 #: Sections of the services that run from one configuration.
-SERVICES = ("server", "dimse", "static")
-for _service in SERVICES:
-    for _key in SHARED:
-        DEFAULTS[_service][_key] = None
+SERVICES = tuple(n for n, cls in SECTIONS.items() if issubclass(cls, ServiceOverrides))
 
 #: Keys of an entry of the ``ae`` table, and their types.
 AE_KEYS: dict[str, type] = {
@@ -115,8 +208,8 @@ AE_KEYS: dict[str, type] = {
 AE_SERVICES = ("find", "move", "get", "store")
 
 _CHOICES = {
-    ("index",): ("sqlite", "couchdb"),
-    ("blobs",): ("files", "s3"),
+    ("index",): tuple(INDEXES),
+    ("blobs",): tuple(BLOBS),
     ("ingest", "conflict"): ("reject", "overwrite"),
     ("proxy", "retrieve"): ("move", "get"),
 }
@@ -128,14 +221,61 @@ for _service in SERVICES:
 _NULLABLE: dict[tuple[str, ...], type] = {(s, k): str for s in SERVICES for k in SHARED}
 
 
+def _typed(cls: type[_T], values: Mapping[str, Any]) -> _T:
+    """A section's dataclass from its checked values (ints given for floats made floats)."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in fields(cls):
+        value = values[key_of(f.name)]
+        if hints[f.name] is float:
+            value = float(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
 @dataclass
 class Settings:
-    """The effective configuration and where each leaf value came from."""
+    """The effective configuration, typed by section, and where each leaf value came from.
 
-    values: dict[str, Any]
-    sources: dict[tuple[str, ...], str] = field(default_factory=dict)
+    ``values`` (the merged layers, keyed as in the files) and ``sources`` serve
+    ``config show`` and hand the configuration to worker processes; code reads the
+    typed sections.
+    """
+
+    values: dict[str, Any] = field(repr=False)  # secrets included: no repr
+    sources: dict[tuple[str, ...], str] = field(default_factory=dict, repr=False)
+    index: str = field(init=False)
+    blobs: str = field(init=False)
+    query_ae: str = field(init=False)
+    proxy_ae: str = field(init=False)
+    server: ServerSettings = field(init=False)
+    ingest: IngestSettings = field(init=False)
+    dimse: DimseSettings = field(init=False)
+    static: StaticSettings = field(init=False)
+    proxy: ProxySettings = field(init=False)
+    couchdb: CouchdbSettings = field(init=False)
+    s3: S3Settings = field(init=False)
+    ae_table: dict[str, AeEntry] = field(init=False)
+
+    def __post_init__(self) -> None:
+        top = _typed(TopLevel, self.values)
+        self.index, self.blobs = top.index, top.blobs
+        self.query_ae, self.proxy_ae = top.query_ae, top.proxy_ae
+        for name, cls in SECTIONS.items():
+            setattr(self, name, _typed(cls, self.values[name]))
+        self.ae_table = {
+            name: AeEntry(
+                title=entry["title"],
+                host=entry["host"],
+                port=entry["port"],
+                description=entry.get("description", ""),
+                services=tuple(entry.get("services", AE_SERVICES)),
+            )
+            for name, entry in self.values["ae"].items()
+        }
 
     def get(self, *path: str) -> Any:
+        """The value at a key path, untyped (for ``config show``; code reads the sections)."""
         node: Any = self.values
         for p in path:
             node = node[p]
@@ -146,6 +286,7 @@ class Settings:
         return Path(os.path.expanduser(self.values["dataDir"] or default_data_dir()))
 
     def section(self, name: str) -> dict[str, Any]:
+        """One section as a dict, untyped (prefer the typed attribute of the same name)."""
         return dict(self.values[name])
 
     def for_service(self, name: str) -> Settings:
@@ -169,18 +310,18 @@ class Settings:
                 sources[(name, key)] = f"{self.sources[(key,)]} (inherited from {key})"
         return Settings(values, sources)
 
-    def ae(self, name: str) -> dict[str, Any]:
+    def ae(self, name: str) -> AeEntry:
         """One entry of the ``ae`` table (``ConfigError`` if there is none)."""
         try:
-            return dict(self.values["ae"][name])
+            return self.ae_table[name]
         except KeyError:
             raise ConfigError(f"no AE named {name!r} in the ae table") from None
 
-    def ae_by_title(self, title: str) -> dict[str, Any] | None:
+    def ae_by_title(self, title: str) -> AeEntry | None:
         """The entry of the ``ae`` table with this AE title, or None."""
-        for entry in self.values["ae"].values():
-            if entry["title"] == title.strip():
-                return dict(entry)
+        for entry in self.ae_table.values():
+            if entry.title == title.strip():
+                return entry
         return None
 
 
@@ -372,16 +513,28 @@ def load(
     ``overrides`` are command-line flags as a nested dict (``{"server": {"port": 9000}}``);
     ``None`` values in it mean "flag not given".
     """
-    values = copy.deepcopy(DEFAULTS)
-    sources = {path: "default" for path in _leaves(DEFAULTS)}
     home_dir = Path(home) if home is not None else Path(os.path.expanduser("~"))
     cwd_dir = Path(cwd) if cwd is not None else Path.cwd()
-    for candidate in (home_dir / ".webpacs.json5", cwd_dir / "webpacs.json5"):
-        if candidate.is_file():
-            _merge(values, load_file(candidate), str(candidate), sources)
+    found = [c for c in (home_dir / ".webpacs.json5", cwd_dir / "webpacs.json5") if c.is_file()]
+    return _layered([*found, *files], os.environ if environ is None else environ, overrides)
+
+
+def isolated(values: Mapping[str, Any] | None = None) -> Settings:
+    """The defaults with ``values`` over them, and nothing else: no file of the home or
+    current directory, no environment. For worker processes handed the parent's
+    ``Settings.values``, throw-away stores and tests."""
+    return _layered([], {}, values)
+
+
+def _layered(
+    files: Iterable[str | os.PathLike[str]],
+    env: Mapping[str, str],
+    overrides: Mapping[str, Any] | None,
+) -> Settings:
+    values = copy.deepcopy(DEFAULTS)
+    sources = {path: "default" for path in _leaves(DEFAULTS)}
     for f in files:
         _merge(values, load_file(f), str(f), sources)
-    env = os.environ if environ is None else environ
     for path in _leaves(DEFAULTS):
         name = env_name(path)
         if name in env:

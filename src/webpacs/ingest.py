@@ -24,6 +24,7 @@ import orjson
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
@@ -190,11 +191,11 @@ def _normalized_bytes(data: bytes, ds: Dataset) -> tuple[bytes, str, list[str]]:
     fm.TransferSyntaxUID = ts
     fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     fm.ImplementationVersionName = "WEBPACS"
-    buf = io.BytesIO()
-    buf.write(b"\0" * 128 + b"DICM")
-    write_file_meta_info(buf, fm, enforce_standard=True)  # type: ignore[arg-type]
-    buf.write(data[start:])
-    return buf.getvalue(), str(ts), notes
+    out = DicomBytesIO()
+    out.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(out, fm, enforce_standard=True)
+    out.write(data[start:])
+    return out.getvalue(), str(ts), notes
 
 
 def prepare(

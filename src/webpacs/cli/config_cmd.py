@@ -6,7 +6,7 @@ import click
 from rich.table import Table
 
 from webpacs.cli.common import config_options, console, settings_from
-from webpacs.config import SERVICES, SHARED
+from webpacs.config import SECRETS, SERVICES, SHARED
 
 
 @click.group()
@@ -32,6 +32,11 @@ def show(
     table = Table("setting", "value", "from")
     for path, source in sorted(settings.sources.items()):
         value = settings.get(*path)
-        shown = f"(inherits {path[-1]})" if value is None and path[-1] in SHARED else repr(value)
+        if value is None and path[-1] in SHARED:
+            shown = f"(inherits {path[-1]})"
+        elif path in SECRETS:
+            shown = "(set, not shown)" if value else "''"
+        else:
+            shown = repr(value)
         table.add_row(".".join(path), shown, source)
     console.print(table)

@@ -8,11 +8,12 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import click
 
 from webpacs.cli.common import config_options, console, progress_bar, settings_from, setup_logging
-from webpacs.config import Settings
+from webpacs.config import Settings, isolated
 from webpacs.errors import Conflict, WebpacsError
 from webpacs.ingest import IngestResult, Prepared, commit_many, prepare
 from webpacs.storage.base import Blobs
@@ -28,7 +29,7 @@ def sample_paths() -> list[Path]:
 
     roots = [Path(pydicom.data.__file__).parent / "test_files"]
     try:
-        import data_store  # type: ignore[import-not-found]  # the pydicom-data package
+        import data_store  # the pydicom-data package (untyped; ignore_missing_imports)
 
         roots.append(Path(data_store.__file__).parent / "data")
     except ImportError:
@@ -48,12 +49,9 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
             raise click.BadParameter(f"{p} does not exist")
 
 
-def _init_worker(values: dict) -> None:  # type: ignore[type-arg]
+def _init_worker(values: dict[str, Any]) -> None:
     global _blobs, _threshold
-    from webpacs.config import load
-
-    settings = load(overrides=values, environ={}, home="/nonexistent", cwd="/nonexistent")
-    st = open_store(settings)
+    st = open_store(isolated(values))
     _blobs = st.blobs
     _threshold = st.bulk_threshold
     st.index.close()

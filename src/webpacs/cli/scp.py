@@ -45,9 +45,7 @@ def scp(
         raise click.ClickException(f"cannot listen on {host}:{port}: {e}") from e
     view = settings.for_service("dimse")
     console.print(f"[bold]webpacs[/] data in {view.data_dir}")
-    console.print(
-        f"DIMSE SCP [bold]{view.get('dimse', 'aeTitle')}[/] on {handle.host}:{handle.port}"
-    )
+    console.print(f"DIMSE SCP [bold]{view.dimse.ae_title}[/] on {handle.host}:{handle.port}")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

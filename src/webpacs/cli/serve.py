@@ -6,12 +6,13 @@ import os
 from typing import Any
 
 import click
-import orjson
 import uvicorn
 
 from webpacs.cli import workers
 from webpacs.cli.common import config_options, console, settings_from, setup_logging
+from webpacs.config import ServerSettings
 from webpacs.dimse import start_scp
+from webpacs.web import factory
 
 
 @click.command()
@@ -31,22 +32,20 @@ def serve(
 ) -> None:
     """Serve DICOMweb (QIDO-RS, WADO-RS, WADO-URI, STOW-RS) from the store."""
     setup_logging(verbose)
-    settings = settings_from(
-        config_files,
-        {"dataDir": data_dir, "server": {"host": host, "port": port, "workers": workers}},
-    )
-    srv = settings.section("server")
-    base = f"http://{srv['host']}:{srv['port']}{srv['rootPath'].rstrip('/')}"
+    flags = {"dataDir": data_dir, "server": {"host": host, "port": port, "workers": workers}}
+    settings = settings_from(config_files, flags)
+    srv = settings.server
+    base = f"http://{srv.host}:{srv.port}{srv.root_path.rstrip('/')}"
     console.print(
         f"[bold]webpacs[/] data in {settings.for_service('server').data_dir}", soft_wrap=True
     )
     console.print(f"DICOMweb: [bold]{base}[/]  (QIDO: {base}/studies)", soft_wrap=True)
     console.print(f"WADO-URI: {base}/wado", soft_wrap=True)
-    os.environ["WEBPACS_EFFECTIVE_SETTINGS"] = orjson.dumps(settings.values).decode()
+    os.environ[factory.LAYERS_ENV] = factory.layers(config_files, flags)
     scp = start_scp(settings) if dimse else None  # DIMSE SCP in this process (see webpacs scp)
     if scp is not None:
-        d = settings.section("dimse")
-        console.print(f"DIMSE: AE {d['aeTitle']} on {d['host']}:{scp.port}", soft_wrap=True)
+        d = settings.dimse
+        console.print(f"DIMSE: AE {d.ae_title} on {d.host}:{scp.port}", soft_wrap=True)
     try:
         _run(srv, verbose)
     finally:
@@ -54,17 +53,17 @@ def serve(
             scp.shutdown()
 
 
-def _run(srv: dict[str, Any], verbose: int) -> None:
+def _run(srv: ServerSettings, verbose: int) -> None:
     options: dict[str, Any] = {
         "log_level": "info" if verbose >= 0 else "warning",
         "access_log": verbose > 0,
         "http": "webpacs.web.nodelay:NoDelayHTTPProtocol",
     }
-    n = _workers(srv["workers"])
+    n = _workers(srv.workers)
     if n is not None and workers.supported():
-        workers.run(srv["host"], srv["port"], n, options)
+        workers.run(srv.host, srv.port, n, options)
         return
-    uvicorn.run(workers.APP, factory=True, host=srv["host"], port=srv["port"], workers=n, **options)
+    uvicorn.run(workers.APP, factory=True, host=srv.host, port=srv.port, workers=n, **options)
 
 
 def _workers(configured: int) -> int | None:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from webpacs.cli.common import config_options, console, progress_bar, settings_from, setup_logging
+from webpacs.config import Settings
 from webpacs.errors import WebpacsError
 
 DEFAULT_OUT = "~/dicomweb"
@@ -79,6 +80,9 @@ def build(
 ) -> None:
     """Write a static DICOMweb tree from the store, or from Part 10 PATHS with --from.
 
+    The store is the one static.dataDir, static.index and static.blobs name (each
+    inheriting the shared setting when unset); --data-dir here sets static.dataDir.
+
     Ends with the tree's figures: instances/s, size on disk (versus the input with --from)
     and, with --dedup, the deduplicated metadata's size versus the plain series metadata.
     """
@@ -101,7 +105,7 @@ def build(
             files = list(iter_files(list(from_paths)))
             n_jobs = jobs or os.cpu_count() or 1
 
-            def load(settings: Any, paths: list[Path]) -> list[tuple[str, str]]:
+            def load(settings: Settings, paths: list[Path]) -> list[tuple[str, str]]:
                 failures: list[tuple[str, str]] = []
                 run_import(settings, paths, n_jobs, failures=failures)
                 return failures
@@ -119,7 +123,10 @@ def build(
         else:
             from webpacs.storage.registry import open_store
 
-            st = open_store(settings_from(config_files, {"dataDir": data_dir}))
+            # the store static.dataDir/index/blobs name (else the shared ones); --data-dir
+            # sets static.dataDir, as it sets dimse.dataDir for `webpacs scp`
+            settings = settings_from(config_files, {"static": {"dataDir": data_dir}})
+            st = open_store(settings.for_service("static"))
             try:
                 with progress:
                     report = b.build(

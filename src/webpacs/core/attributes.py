@@ -146,9 +146,9 @@ MATCHABLE_COMPUTED = {tag_for_keyword("ModalitiesInStudy")}
 
 #: The UID attribute that identifies each level.
 UID_OF = {
-    Level.STUDY: BY_TAG[tag_for_keyword("StudyInstanceUID")],  # type: ignore[index]
-    Level.SERIES: BY_TAG[tag_for_keyword("SeriesInstanceUID")],  # type: ignore[index]
-    Level.INSTANCE: BY_TAG[tag_for_keyword("SOPInstanceUID")],  # type: ignore[index]
+    Level.STUDY: BY_TAG[0x0020000D],  # StudyInstanceUID
+    Level.SERIES: BY_TAG[0x0020000E],  # SeriesInstanceUID
+    Level.INSTANCE: BY_TAG[0x00080018],  # SOPInstanceUID
 }
 
 

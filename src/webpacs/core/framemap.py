@@ -34,7 +34,7 @@ class FrameMap:
     swap: int = 0  # word size to byte-swap frames and OW bulk values with, 0 = none
     aligned: bool = True  # False when native frames do not start on byte boundaries (1-bit)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "frames": self.frames,
             "bulk": self.bulk,
@@ -43,10 +43,10 @@ class FrameMap:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> FrameMap:
+    def from_json(cls, d: dict[str, Any]) -> FrameMap:
         return cls(
-            frames=[[tuple(s) for s in f] for f in d["frames"]],  # type: ignore[misc]
-            bulk={k: [tuple(s) for s in v] for k, v in d["bulk"].items()},  # type: ignore[misc]
+            frames=[[tuple(s) for s in f] for f in d["frames"]],
+            bulk={k: [tuple(s) for s in v] for k, v in d["bulk"].items()},
             swap=d.get("swap", 0),
             aligned=d.get("aligned", True),
         )

@@ -8,7 +8,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from webpacs.config import Settings
+from webpacs.config import AeEntry, Settings
 from webpacs.errors import Forbidden
 from webpacs.storage.registry import Store
 
@@ -23,7 +23,7 @@ class ScpContext:
     @property
     def ae_title(self) -> str:
         """Our own AE title (``dimse.aeTitle``)."""
-        return str(self.settings.get("dimse", "aeTitle"))
+        return self.settings.dimse.ae_title
 
     def allow(self, event: Any, service: str) -> None:
         """Raise ``Forbidden`` when the calling AE may not use ``service``.
@@ -32,14 +32,14 @@ class ScpContext:
         they associate (PS3.8 7.1.1.9, reason 3 *calling AE title not recognized*), and
         a known one may use only the services its ``ae`` table entry lists.
         """
-        if not self.settings.get("dimse", "restrictCallingAe"):
+        if not self.settings.dimse.restrict_calling_ae:
             return
         calling = str(event.assoc.requestor.ae_title).strip()
         entry = self.settings.ae_by_title(calling)
-        if entry is None or service not in entry["services"]:
+        if entry is None or service not in entry.services:
             raise Forbidden(f"AE {calling!r} may not use {service}")
 
-    def destination(self, title: str) -> dict[str, Any] | None:
+    def destination(self, title: str) -> AeEntry | None:
         """The ``ae`` table entry of a C-MOVE destination, by AE title (PS3.4 C.4.2.1.4.1)."""
         return self.settings.ae_by_title(title)
 

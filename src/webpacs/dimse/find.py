@@ -122,15 +122,18 @@ def _patients(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Group study rows into patient rows, with the patient-level counts (PS3.4 C.3.4)."""
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
-        key = tuple(str(row.get(t, {}).get("Value", [""])[0]) for t in ("00100020", "00100021"))
-        patient = groups.get(key)  # type: ignore[arg-type]
+        patient_id, issuer = (
+            str(row.get(t, {}).get("Value", [""])[0]) for t in ("00100020", "00100021")
+        )
+        key = (patient_id, issuer)
+        patient = groups.get(key)
         counts = [int(row.get(t, {}).get("Value", [0])[0]) for t in ("00201206", "00201208")]
         if patient is None:
             patient = dict(row)
             patient["00201200"] = {"vr": "IS", "Value": [0]}
             patient["00201202"] = {"vr": "IS", "Value": [0]}
             patient["00201204"] = {"vr": "IS", "Value": [0]}
-            groups[key] = patient  # type: ignore[index]
+            groups[key] = patient
         patient["00201200"]["Value"][0] += 1
         patient["00201202"]["Value"][0] += counts[0]
         patient["00201204"]["Value"][0] += counts[1]

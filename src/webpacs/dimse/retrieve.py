@@ -131,14 +131,14 @@ def handle_move(event: Any, ctx: ScpContext) -> Iterator[Any]:
     try:
         ctx.allow(event, "move")
         records = select(ctx.store.index, event.identifier, str(event.request.AffectedSOPClassUID))
-        kwargs = {"ae_title": dest["title"], "contexts": contexts(records)}
+        kwargs = {"ae_title": dest.title, "contexts": contexts(records)}
     except Exception as exc:  # handler exceptions never escape (status.py)
-        yield dest["host"], dest["port"]
+        yield dest.host, dest.port
         yield 1
         yield failure(Service.MOVE, exc), None
         return
-    log.info("C-MOVE %d instances to %s (%s:%s)", len(records), title, dest["host"], dest["port"])
-    yield dest["host"], dest["port"], kwargs
+    log.info("C-MOVE %d instances to %s (%s:%s)", len(records), title, dest.host, dest.port)
+    yield dest.host, dest.port, kwargs
     yield len(records)
     yield from _send(ctx, event, records)
 

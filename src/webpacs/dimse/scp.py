@@ -57,13 +57,13 @@ def build_ae(settings: Settings) -> AE:
     C-GET SCU may propose the SCP role for them (PS3.7 D.3.3.4). With
     ``dimse.restrictCallingAe`` only the titles of the ``ae`` table may associate.
     """
-    d = settings.section("dimse")
-    ae = AE(ae_title=d["aeTitle"])
-    ae.maximum_associations = d["maxAssociations"]
-    ae.acse_timeout = d["acseTimeout"]
-    ae.dimse_timeout = d["dimseTimeout"]
-    ae.network_timeout = d["networkTimeout"]
-    ae.connection_timeout = d["connectionTimeout"]
+    d = settings.dimse
+    ae = AE(ae_title=d.ae_title)
+    ae.maximum_associations = d.max_associations
+    ae.acse_timeout = d.acse_timeout
+    ae.dimse_timeout = d.dimse_timeout
+    ae.network_timeout = d.network_timeout
+    ae.connection_timeout = d.connection_timeout
     ae.add_supported_context(Verification)
     storage = {str(cx.abstract_syntax): None for cx in AllStoragePresentationContexts}
     storage.update({str(cx.abstract_syntax): None for cx in StoragePresentationContexts})
@@ -71,8 +71,8 @@ def build_ae(settings: Settings) -> AE:
         ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
     for sop_class in QUERY_RETRIEVE:
         ae.add_supported_context(sop_class)
-    if d["restrictCallingAe"]:
-        titles = [entry["title"] for entry in settings.get("ae").values()]
+    if d.restrict_calling_ae:
+        titles = [entry.title for entry in settings.ae_table.values()]
         if not titles:
             raise ConfigError(
                 "dimse.restrictCallingAe is true but the ae table is empty: no AE could associate"

@@ -36,8 +36,9 @@ from pynetdicom.status import (
     code_to_category,
 )
 
+from webpacs.config import AeEntry
 from webpacs.dimse.status import SUCCESS, Service, failure, status_dataset
-from webpacs.errors import ConfigError, UpstreamError, UpstreamTimeout
+from webpacs.errors import UpstreamError, UpstreamTimeout
 
 log = logging.getLogger("webpacs.scu")
 
@@ -64,11 +65,8 @@ class Remote:
     port: int
 
     @classmethod
-    def from_entry(cls, name: str, entry: dict[str, Any]) -> Remote:
-        for key in ("title", "host", "port"):
-            if key not in entry:
-                raise ConfigError(f"ae.{name} needs {key!r} to be used as a remote PACS")
-        return cls(name, str(entry["title"]), str(entry["host"]), int(entry["port"]))
+    def from_entry(cls, name: str, entry: AeEntry) -> Remote:
+        return cls(name, entry.title, entry.host, entry.port)
 
     def __str__(self) -> str:
         return f"{self.title}@{self.host}:{self.port} (ae.{self.name})"
@@ -176,7 +174,9 @@ class Scu:
                 out.append(matches)
         return out
 
-    def _retrieve(self, service: Service, responses: Iterator[tuple[Dataset, Any]]) -> Any:
+    def _retrieve(
+        self, service: Service, responses: Iterator[tuple[Dataset, Any]]
+    ) -> RetrieveResult:
         since = time.monotonic()
         last = Dataset()
         for status, _ in responses:
@@ -218,7 +218,7 @@ class Scu:
         ae = self._ae()
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
         with self._association(ae, Service.MOVE) as (assoc, _):
-            return self._retrieve(  # type: ignore[no-any-return]
+            return self._retrieve(
                 Service.MOVE,
                 assoc.send_c_move(
                     identifier, destination, StudyRootQueryRetrieveInformationModelMove
@@ -251,7 +251,7 @@ class Scu:
         with self._association(
             ae, Service.GET, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, handle_store)]
         ) as (assoc, _):
-            return self._retrieve(  # type: ignore[no-any-return]
+            return self._retrieve(
                 Service.GET,
                 assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet),
             )

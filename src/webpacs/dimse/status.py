@@ -98,7 +98,7 @@ def status_for(service: Service, exc: BaseException) -> int:
     table = STATUS[service]
     for cls in type(exc).__mro__:
         if cls in table:
-            return table[cls]  # type: ignore[index]
+            return table[cls]
     return CANNOT_PROCESS
 
 

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import pixel_array
+from pydicom.pixels.utils import pixel_array
 
 from webpacs.core.framemap import FrameMap
 from webpacs.errors import InvalidRequest, NotFound, NotImplementedFeature

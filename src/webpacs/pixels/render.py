@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 
 from webpacs.errors import InvalidRequest, NotImplementedFeature
 from webpacs.pixels.frames import Frame
@@ -99,9 +99,9 @@ def dataset_window(ds: Dataset) -> Window | None:
 
 def _voi_lut(arr: np.ndarray, ds: Dataset) -> np.ndarray:
     """The data set's VOI LUT (``apply_voi_lut``), its output range mapped to 0..255."""
-    out = apply_voi_lut(arr, ds, prefer_lut=True)
+    out: np.ndarray = apply_voi_lut(arr, ds, prefer_lut=True)
     bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-    return out.astype(np.float64) * (255.0 / (2**bits - 1))
+    return _full_scale(out, bits)
 
 
 def _min_max(values: np.ndarray) -> np.ndarray:
@@ -127,8 +127,15 @@ def _grey_values(values: np.ndarray, ds: Dataset, window: Window | None) -> np.n
     return out
 
 
+def _full_scale(values: np.ndarray, bits: int) -> np.ndarray:
+    """``values`` of a ``bits``-bit range as floats on 0..255."""
+    out: np.ndarray = values.astype(np.float64) * (255.0 / (2**bits - 1))
+    return out
+
+
 def _to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    clipped: np.ndarray = np.clip(np.rint(values), 0, 255)
+    return clipped.astype(np.uint8)
 
 
 def grey(frame: Frame, window: Window | None) -> np.ndarray:
@@ -154,13 +161,13 @@ def color(frame: Frame) -> np.ndarray:
     """A color frame as RGB 0..255 values (float)."""
     ds = frame.ds
     if ds.get("PhotometricInterpretation") == "PALETTE COLOR":
-        rgb = apply_color_lut(frame.pixels, ds)
+        rgb: np.ndarray = apply_color_lut(frame.pixels, ds)
         bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
-        return rgb.astype(np.float64) * (255.0 / (2**bits - 1))
+        return _full_scale(rgb, bits)
     bits = int(ds.get("BitsStored", 8) or 8)
     if bits <= 8:
         return frame.pixels.astype(np.float64)
-    return frame.pixels.astype(np.float64) * (255.0 / (2**bits - 1))
+    return _full_scale(frame.pixels, bits)
 
 
 def to_8bit(frame: Frame, window: Window | None = None) -> np.ndarray:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from webpacs import derived
+from webpacs.documents import metadata
 from webpacs.storage.base import InstanceRecord
 from webpacs.storage.registry import Store
 
@@ -126,7 +126,7 @@ class ProxyCache:
             for gone in store.index.delete(rec.study_uid, rec.series_uid, sop):
                 store.blobs.delete(gone.blob_key)
                 removed += 1
-        derived.drop_series(store.blobs, entry.study_uid, entry.series_uid)
+        metadata.drop_series(store.blobs, entry.study_uid, entry.series_uid)
         self._forget(entry.study_uid, entry.series_uid)
         return removed
 

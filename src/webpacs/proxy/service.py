@@ -1,7 +1,7 @@
 """The proxy to a remote PACS: remote search (``queryAe``) and retrieve (``proxyAe``).
 
 Synchronous, like the storage Protocol: the web layer calls it on its threadpool and
-makes concurrent retrieves of the same series wait for one (``web.proxy``); across the
+makes concurrent retrieves of the same series wait for one (``web.remote``); across the
 worker processes of one store, retrieves of one study take turns on a file lock and the
 later ones find the series stored.
 
@@ -61,7 +61,7 @@ class Proxy:
     @classmethod
     def from_settings(cls, settings: Settings, store: Store) -> Proxy | None:
         """The proxy for ``queryAe``/``proxyAe``, or None when neither is set."""
-        names = settings.get("queryAe"), settings.get("proxyAe")
+        names = settings.query_ae, settings.proxy_ae
         if not any(names):
             return None
         query_remote, proxy_remote = (
@@ -76,11 +76,11 @@ class Proxy:
 
     @property
     def own_title(self) -> str:
-        return str(self.settings.get("dimse", "aeTitle"))
+        return self.settings.dimse.ae_title
 
     @property
     def timeout(self) -> float:
-        return float(self.settings.get("proxy", "timeout"))
+        return self.settings.proxy.timeout
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -174,7 +174,7 @@ class Proxy:
         if series is not None:
             ident.SeriesInstanceUID = series
         scu = Scu(self.own_title, self.proxy_remote, self.timeout)
-        mode = self.settings.get("proxy", "retrieve")
+        mode = self.settings.proxy.retrieve
         what = f"series {series}" if series else f"study {study}"
         log.info("retrieving %s from %s by C-%s", what, self.proxy_remote, mode.upper())
         self._count("retrieves")
@@ -204,8 +204,8 @@ class Proxy:
         keep = frozenset((r.study_uid, r.series_uid) for r in new)
         evicted = self.cache.evict(
             self.store,
-            max_bytes=int(self.settings.get("proxy", "cacheMaxBytes")),
-            max_age_hours=float(self.settings.get("proxy", "cacheMaxAgeHours")),
+            max_bytes=self.settings.proxy.cache_max_bytes,
+            max_age_hours=self.settings.proxy.cache_max_age_hours,
             keep=keep,
         )
         self._count("evictedSeries", len(evicted))
@@ -230,7 +230,7 @@ class Proxy:
         return {
             "queryAe": str(self.query_remote) if self.query_remote else None,
             "proxyAe": str(self.proxy_remote) if self.proxy_remote else None,
-            "retrieve": self.settings.get("proxy", "retrieve"),
+            "retrieve": self.settings.proxy.retrieve,
             "stats": {
                 k: stats.get(k, 0)
                 for k in (

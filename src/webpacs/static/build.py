@@ -17,8 +17,7 @@ from typing import Any
 
 import orjson
 
-from webpacs.config import Settings
-from webpacs.config import load as load_settings
+from webpacs.config import Settings, isolated
 from webpacs.core.attributes import Level
 from webpacs.core.query import Query
 from webpacs.errors import WebpacsError
@@ -292,12 +291,7 @@ def load_sequentially(settings: Settings, paths: list[Path]) -> list[tuple[str, 
 def scratch_settings(data_dir: Path) -> Settings:
     """Settings of a throw-away store in ``data_dir`` (defaults only; a later file with the
     same SOP Instance UID replaces the earlier one)."""
-    return load_settings(
-        overrides={"dataDir": str(data_dir), "ingest": {"conflict": "overwrite"}},
-        environ={},
-        home="/nonexistent",
-        cwd="/nonexistent",
-    )
+    return isolated({"dataDir": str(data_dir), "ingest": {"conflict": "overwrite"}})
 
 
 def build_from_files(

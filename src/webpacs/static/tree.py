@@ -187,7 +187,8 @@ class Tree:
     def state(self) -> dict[str, Any]:
         """The saved build state (``{"seq": ...}``), empty when there is none."""
         try:
-            return orjson.loads((self.root / STATE_FILE).read_bytes())  # type: ignore[no-any-return]
+            state: dict[str, Any] = orjson.loads((self.root / STATE_FILE).read_bytes())
+            return state
         except (FileNotFoundError, orjson.JSONDecodeError):
             return {}
 

@@ -100,14 +100,14 @@ class CouchIndex:
     @classmethod
     def from_settings(cls, settings: Settings) -> CouchIndex:
         """Open the database the ``couchdb`` configuration section names."""
-        c = settings.section("couchdb")
+        c = settings.couchdb
         return cls(
-            c["url"],
-            c["database"],
-            username=c["username"],
-            password=c["password"],
-            max_concurrent=c["maxConcurrent"],
-            allow_scan=c["allowScan"],
+            c.url,
+            c.database,
+            username=c.username,
+            password=c.password,
+            max_concurrent=c.max_concurrent,
+            allow_scan=c.allow_scan,
         )
 
     # -- setup ---------------------------------------------------------------------

@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -28,7 +28,7 @@ class FileBlobs:
             raise InvalidRequest(f"invalid blob key {key!r}")
         return self.root.joinpath(*parts)
 
-    def _write(self, key: str, writer) -> None:  # type: ignore[no-untyped-def]
+    def _write(self, key: str, writer: Callable[[BinaryIO], object]) -> None:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from webpacs.config import Settings
 from webpacs.errors import ConfigError
 from webpacs.storage.base import Blobs, Index
 
+if TYPE_CHECKING:  # config reads the backend names below: no import at run time
+    from webpacs.config import Settings
+
+#: The one list of backend names (``index``/``blobs`` settings are checked against it).
 INDEXES: dict[str, tuple[str, str]] = {
     "sqlite": ("webpacs.storage.sqlite.SqliteIndex", ""),
     "couchdb": ("webpacs.storage.couchdb.CouchIndex", "httpx (pip install httpx)"),
@@ -48,8 +51,8 @@ class Store:
 def open_store(settings: Settings) -> Store:
     """Open the backends the settings name, under the data directory."""
     data = settings.data_dir
-    index_cls = _load(INDEXES, settings.get("index"), "index")
-    blobs_cls = _load(BLOBS, settings.get("blobs"), "blobs")
+    index_cls = _load(INDEXES, settings.index, "index")
+    blobs_cls = _load(BLOBS, settings.blobs, "blobs")
     # remote backends read their own configuration section; local ones live under dataDir
     if hasattr(index_cls, "from_settings"):
         index = index_cls.from_settings(settings)
@@ -62,6 +65,6 @@ def open_store(settings: Settings) -> Store:
     return Store(
         index=index,
         blobs=blobs,
-        overwrite=settings.get("ingest", "conflict") == "overwrite",
-        bulk_threshold=settings.get("ingest", "bulkThreshold"),
+        overwrite=settings.ingest.conflict == "overwrite",
+        bulk_threshold=settings.ingest.bulk_threshold,
     )

@@ -83,14 +83,14 @@ class S3Blobs:
     @classmethod
     def from_settings(cls, settings: Settings) -> S3Blobs:
         """Open the bucket the ``s3`` configuration section names."""
-        s = settings.section("s3")
+        s = settings.s3
         return cls(
-            s["bucket"],
-            s["prefix"],
-            endpoint_url=s["endpointUrl"],
-            region=s["region"],
-            access_key_id=s["accessKeyId"],
-            secret_access_key=s["secretAccessKey"],
+            s.bucket,
+            s.prefix,
+            endpoint_url=s.endpoint_url,
+            region=s.region,
+            access_key_id=s.access_key_id,
+            secret_access_key=s.secret_access_key,
         )
 
     def _key(self, key: str) -> str:
@@ -149,11 +149,12 @@ class S3Blobs:
 
     def open(self, key: str) -> BinaryIO:
         body = self._get(key)["Body"]
-        return io.BufferedReader(_StreamReader(body), 1 << 20)  # type: ignore[return-value]
+        return io.BufferedReader(_StreamReader(body), 1 << 20)
 
     def _head(self, key: str) -> dict[str, Any]:
         try:
-            return self._s3.head_object(Bucket=self.bucket, Key=self._key(key))  # type: ignore[no-any-return]
+            head: dict[str, Any] = self._s3.head_object(Bucket=self.bucket, Key=self._key(key))
+            return head
         except (ClientError, BotoCoreError) as e:
             raise self._error(e, key, "stat") from e
 

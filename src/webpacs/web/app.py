@@ -15,12 +15,12 @@ from starlette.routing import Mount, Route
 
 from webpacs import __version__
 from webpacs.config import Settings
-from webpacs.deriver import Deriver
+from webpacs.documents.deriver import Deriver
 from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
-from webpacs.web import delete, proxy, qido, rendered, stow, thumbnail, wado, wadouri
-from webpacs.web.common import path_uids, store, threaded
+from webpacs.web import delete, qido, remote, rendered, stow, thumbnail, wado, wadouri
+from webpacs.web.common import path_uids, settings, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 
 log = logging.getLogger("webpacs.web")
@@ -29,12 +29,13 @@ log = logging.getLogger("webpacs.web")
 async def conflicts(request: Request) -> Response:
     """Patient/study attributes that disagreed between instances of a study (non-standard)."""
     study, _, _ = path_uids(request)
+    assert study is not None  # the route's path has {study}
     rows = await threaded(store(request).index.study_conflicts, study)
     return JSONResponse(rows)
 
 
 async def home(request: Request) -> Response:
-    root = request.app.state.settings.get("server", "rootPath")
+    root = settings(request).server.root_path
     return JSONResponse({"name": "webpacs", "version": __version__, "dicomweb": root})
 
 
@@ -42,9 +43,9 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     """Build the app; opens the configured store unless one is given."""
     own = st is None
     the_store = st if st is not None else open_store(settings.for_service("server"))
-    the_proxy = Proxy.from_settings(settings, the_store)
+    proxy = Proxy.from_settings(settings, the_store)
 
-    interval = settings.get("server", "deriveInterval")
+    interval = settings.server.derive_interval
     deriver = Deriver(the_store.index, the_store.blobs, interval=interval) if interval else None
 
     @contextlib.asynccontextmanager
@@ -54,8 +55,8 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         yield
         if deriver is not None:
             deriver.stop()
-        if the_proxy is not None:
-            the_proxy.close()
+        if proxy is not None:
+            proxy.close()
         if own:
             the_store.close()
 
@@ -63,16 +64,16 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     dicomweb = [
         *stow.routes,
         *qido.routes,
-        *(proxy.wrap_routes(wado.routes) if the_proxy else wado.routes),
-        *(proxy.wrap_routes(pixel_routes) if the_proxy else pixel_routes),
+        *(remote.wrap_routes(wado.routes) if proxy else wado.routes),
+        *(remote.wrap_routes(pixel_routes) if proxy else pixel_routes),
         *delete.routes,
         *wadouri.routes,
         Route("/webpacs/studies/{study}/conflicts", conflicts, methods=["GET"]),
-        *proxy.routes,
+        *remote.routes,
     ]
-    root = settings.get("server", "rootPath").rstrip("/")
+    root = settings.server.root_path.rstrip("/")
     routes: list[Route | Mount] = [Route("/", home)]
-    routes += [Mount(root, routes=dicomweb)] if root else dicomweb  # type: ignore[list-item]
+    routes += [Mount(root, routes=dicomweb)] if root else dicomweb
     app = Starlette(
         routes=routes,
         exception_handlers={WebpacsError: handle_webpacs_error, Exception: handle_unexpected},
@@ -89,7 +90,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.store = the_store
-    app.state.proxy = the_proxy
+    app.state.proxy = proxy
     app.state.deriver = deriver
     app.state.proxy_inflight = {}
     return app

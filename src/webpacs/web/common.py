@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -11,21 +14,26 @@ from webpacs.storage.registry import Store
 
 DICOM_JSON = "application/dicom+json"
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
 
 def store(request: Request) -> Store:
-    return request.app.state.store  # type: ignore[no-any-return]
+    st: Store = request.app.state.store
+    return st
 
 
 def settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    the_settings: Settings = request.app.state.settings
+    return the_settings
 
 
 def base_url(request: Request) -> str:
     """The DICOMweb root as clients reach it (``server.publicUrl`` when configured)."""
-    configured = settings(request).get("server", "publicUrl")
+    configured = settings(request).server.public_url
     if configured:
-        return str(configured).rstrip("/")
-    root = settings(request).get("server", "rootPath").rstrip("/")
+        return configured.rstrip("/")
+    root = settings(request).server.root_path.rstrip("/")
     host = request.headers.get("host", "")
     server = request.scope.get("server") or ("127.0.0.1", 80)
     if not host:
@@ -55,6 +63,7 @@ def accepts_gzip(request: Request) -> bool:
     return False
 
 
-async def threaded(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
-    """Run a blocking storage call on the threadpool (the storage Protocol is synchronous)."""
+async def threaded(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a blocking storage call on the threadpool (the storage Protocol is synchronous);
+    typed as ``fn`` is, so an awaited storage call has the type the Protocol declares."""
     return await run_in_threadpool(fn, *args, **kwargs)

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webpacs import derived
+from webpacs.documents import metadata
 from webpacs.errors import Forbidden, NotFound
 from webpacs.storage.registry import Store
 from webpacs.web.common import path_uids, settings, store, threaded
@@ -22,14 +22,14 @@ def remove(st: Store, study: str, series: str | None, sop: str | None) -> int:
     for rec in records:
         st.blobs.delete(rec.blob_key)
     for series_uid in {r.series_uid for r in records}:
-        derived.drop_series(st.blobs, study, series_uid)
+        metadata.drop_series(st.blobs, study, series_uid)
     if records:
-        derived.drop_study(st.blobs, study)
+        metadata.drop_study(st.blobs, study)
     return len(records)
 
 
 async def delete(request: Request) -> Response:
-    if not settings(request).get("server", "allowDelete"):
+    if not settings(request).server.allow_delete:
         raise Forbidden("DELETE is disabled by configuration (server.allowDelete)")
     study, series, sop = path_uids(request)
     assert study is not None

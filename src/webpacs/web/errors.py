@@ -32,7 +32,7 @@ def status_for(exc: errors.WebpacsError) -> int:
     """The HTTP status for an error (its nearest class in ``STATUS``)."""
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 

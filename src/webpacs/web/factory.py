@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import orjson
 from starlette.applications import Starlette
@@ -10,13 +11,20 @@ from starlette.applications import Starlette
 from webpacs.config import load
 from webpacs.web.app import create_app
 
+#: Where ``webpacs serve`` leaves its configuration layers for the worker processes: the
+#: ``-c`` files and the command-line flags. Each worker loads the same layers again (the
+#: home and current directory files, its inherited environment), so the effective values,
+#: passwords and keys among them, never travel in the environment (DESIGN rule 12).
+LAYERS_ENV = "WEBPACS_SERVE_LAYERS"
+
+
+def layers(files: tuple[str, ...], flags: dict[str, Any]) -> str:
+    """The value of ``LAYERS_ENV`` for these ``-c`` files and flags."""
+    return orjson.dumps({"files": [os.path.abspath(f) for f in files], "flags": flags}).decode()
+
 
 def app() -> Starlette:
-    """The app for the settings ``webpacs serve`` put in the environment (else the defaults)."""
-    raw = os.environ.get("WEBPACS_EFFECTIVE_SETTINGS")
-    if raw:
-        values = orjson.loads(raw)
-        return create_app(
-            load(overrides=values, environ={}, home="/nonexistent", cwd="/nonexistent")
-        )
-    return create_app(load())
+    """The app for the layers ``webpacs serve`` put in the environment (else the defaults)."""
+    raw = os.environ.get(LAYERS_ENV)
+    given = orjson.loads(raw) if raw else {"files": [], "flags": {}}
+    return create_app(load(given["files"], given["flags"]))

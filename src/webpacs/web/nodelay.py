@@ -16,10 +16,12 @@ import socket
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 
+# AutoHTTPProtocol is a variable (httptools' or h11's protocol, chosen on import): mypy
+# sees no class to derive from, hence the ignore.
 class NoDelayHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
     """``uvicorn.protocols.http.auto`` with ``TCP_NODELAY`` on TCP connections."""
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -13,8 +14,8 @@ from webpacs.core.attributes import Level
 from webpacs.core.dicomjson import render
 from webpacs.core.media import Representation, negotiate
 from webpacs.core.query import parse_qido
-from webpacs.web import proxy
-from webpacs.web.common import base_url, path_uids, settings
+from webpacs.web import remote
+from webpacs.web.common import base_url, path_uids, settings, store, threaded
 
 _OFFERS = [
     Representation("application/dicom+json", None, False),
@@ -34,11 +35,11 @@ def _retrieve_url(level: Level, row: dict[str, Any], base: str) -> str:
     return url
 
 
-def _search(level: Level):  # type: ignore[no-untyped-def]
+def _search(level: Level) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         rep = negotiate(request.headers.get("accept"), _OFFERS)
         study, series, _ = path_uids(request)
-        cap = settings(request).get("server", "qidoMaxResults")
+        cap = settings(request).server.qido_max_results
         query = parse_qido(
             level,
             request.query_params.multi_items(),
@@ -46,7 +47,12 @@ def _search(level: Level):  # type: ignore[no-untyped-def]
             series_uid=series,
             max_limit=cap,
         )
-        result, warnings = await proxy.search(request, query)
+        proxy = remote.searching(request, level)
+        warnings: list[str] = []
+        if proxy is None:
+            result = await threaded(store(request).index.search, query)
+        else:
+            result, warnings = await remote.search(request, proxy, query)
         base = base_url(request)
         for row in result.rows:
             row.setdefault("00081190", {"vr": "UR", "Value": [_retrieve_url(level, row, base)]})
@@ -61,7 +67,7 @@ def _search(level: Level):  # type: ignore[no-untyped-def]
             headers["Warning"] = ", ".join(
                 [
                     *filter(None, [headers.get("Warning")]),
-                    *(proxy.warning_header(request, w) for w in warnings),
+                    *(remote.warning_header(request, w) for w in warnings),
                 ]
             )
         body = render(orjson.dumps(result.rows), base)

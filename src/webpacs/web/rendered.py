@@ -197,6 +197,7 @@ async def single(
 # -- routes -------------------------------------------------------------------------------
 async def _instance(request: Request) -> InstanceRecord:
     study, series, sop = path_uids(request)
+    assert sop is not None  # the route names the instance
     rec = await threaded(store(request).index.get, sop)
     if rec is None or rec.study_uid != study or rec.series_uid != series:
         raise NotFound(f"instance {sop} not found")

@@ -200,7 +200,7 @@ def _ui(value: str) -> dict[str, Any]:
 
 async def store_instances(request: Request) -> Response:
     study, _, _ = path_uids(request)
-    limit = settings(request).get("server", "maxBodyBytes")
+    limit = settings(request).server.max_body_bytes
     media_type, bodies = await _spool(request, limit)
     try:
         if media_type not in (DICOM, DICOM_JSON, ""):

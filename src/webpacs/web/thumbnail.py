@@ -3,7 +3,7 @@
 ``image/jpeg`` by default, ``image/png`` on request; 128 pixels on the long side unless
 ``viewport`` says otherwise (the rendered resources' ``window``, ``viewport`` and
 ``quality`` parameters apply). A study or series thumbnail asked with no parameters is the
-series' derived thumbnail (``derived_thumbnails``: built once per series version, then a
+series' derived thumbnail (``documents.thumbnails``: built once per series version, then a
 blob read); any other is rendered on request.
 """
 
@@ -13,8 +13,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webpacs import derived_thumbnails
 from webpacs.core.media import negotiate
+from webpacs.documents import thumbnails
 from webpacs.errors import NotFound
 from webpacs.pixels import render as rd
 from webpacs.pixels.frames import frame_count, parse_frame_numbers
@@ -47,16 +47,14 @@ async def group_thumbnail(request: Request) -> Response:
     if r is None:
         if series is not None:
             body, etag = await threaded(
-                derived_thumbnails.series_thumbnail, st.index, st.blobs, study, series
+                thumbnails.series_thumbnail, st.index, st.blobs, study, series
             )
         else:
-            body, etag = await threaded(
-                derived_thumbnails.study_thumbnail, st.index, st.blobs, study
-            )
+            body, etag = await threaded(thumbnails.study_thumbnail, st.index, st.blobs, study)
         if (cached := not_modified(request, etag)) is not None:
             return cached
         return Response(body, media_type=DEFAULT.media_type, headers={"ETag": etag})
-    rec, number = await threaded(derived_thumbnails.representative_of, st.index, study, series)
+    rec, number = await threaded(thumbnails.representative_of, st.index, study, series)
     body = await threaded(thumbnail, st.blobs, rec, number, r)
     return Response(body, media_type=(r or DEFAULT).media_type)
 
@@ -64,6 +62,7 @@ async def group_thumbnail(request: Request) -> Response:
 async def instance_thumbnail(request: Request) -> Response:
     """An instance's middle frame, or the first frame a frames path names."""
     study, series, sop = path_uids(request)
+    assert sop is not None  # the route names the instance
     st = store(request)
     rec = await threaded(st.index.get, sop)
     if rec is None or rec.study_uid != study or rec.series_uid != series:

@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from webpacs import derived
 from webpacs.core.dicomjson import PIXEL_DATA, render
 from webpacs.core.framemap import FrameMap, Span
 from webpacs.core.media import UNCOMPRESSED, Representation, frame_media_type, negotiate
 from webpacs.core.multipart import iter_multipart, multipart_content_type, new_boundary
+from webpacs.documents import metadata as documents
 from webpacs.errors import InvalidRequest, NotFound, NotImplementedFeature
 from webpacs.storage.base import Blobs, InstanceRecord
 from webpacs.web.common import accepts_gzip, base_url, path_uids, store, threaded
@@ -102,10 +102,10 @@ async def metadata(request: Request) -> Response:
         etag = f'W/"{rec.digest[:20]}"'
         body, gz = b"[" + render(rec.metadata, base) + b"]", False
     elif series is not None:
-        build = derived.series_metadata_gz if gz else derived.series_metadata
+        build = documents.series_metadata_gz if gz else documents.series_metadata
         body, etag = await threaded(build, st.index, st.blobs, study, series, base)
     else:
-        study_build = derived.study_metadata_gz if gz else derived.study_metadata
+        study_build = documents.study_metadata_gz if gz else documents.study_metadata
         body, etag = await threaded(study_build, st.index, st.blobs, study, base)
     headers["ETag"] = etag
     if _not_modified(request, etag):

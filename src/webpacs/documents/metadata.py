@@ -1,4 +1,4 @@
-"""Derived documents: pre-computed, gzip'd series and study metadata.
+"""Derived metadata documents: pre-computed, gzip'd series and study metadata.
 
 They are rebuilt lazily when the series' version (the last change-feed sequence number
 that touched it) moves, and kept in the blob store under
@@ -16,7 +16,7 @@ from webpacs.core.dicomjson import join_array, render
 from webpacs.errors import NotFound
 from webpacs.storage.base import Blobs, Index
 
-log = logging.getLogger("webpacs.derived")
+log = logging.getLogger("webpacs.documents")
 
 
 def _base_tag(base_url: str) -> str:

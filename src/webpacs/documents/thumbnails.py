@@ -1,4 +1,4 @@
-"""Series thumbnails kept as derived documents, like series metadata (see ``derived``).
+"""Series thumbnails kept as derived documents, like series metadata (see ``documents.metadata``).
 
 A series' default thumbnail (``pixels.thumbnail.DEFAULT``) is built once per series
 version and kept in the blob store as ``derived/<study>/<series>/<version>-thumbnail.jpg``;
@@ -15,7 +15,7 @@ from webpacs.errors import NotFound, WebpacsError
 from webpacs.pixels.thumbnail import representative, thumbnail
 from webpacs.storage.base import Blobs, Index, InstanceRecord
 
-log = logging.getLogger("webpacs.derived")
+log = logging.getLogger("webpacs.documents")
 
 SUFFIX = "-thumbnail.jpg"
 

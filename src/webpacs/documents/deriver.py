@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import OrderedDict
 
-from webpacs import derived, derived_thumbnails
+from webpacs.documents import metadata, thumbnails
 from webpacs.errors import NotFound, WebpacsError
 from webpacs.storage.base import Blobs, Index
 
@@ -63,16 +63,16 @@ class Deriver:
         for study, series in sorted(touched):
             for base in bases:
                 try:
-                    derived.series_metadata_gz(self.index, self.blobs, study, series, base)
+                    metadata.series_metadata_gz(self.index, self.blobs, study, series, base)
                     rebuilt += 1
                 except NotFound:
-                    derived.drop_series(self.blobs, study, series)
+                    metadata.drop_series(self.blobs, study, series)
             for base in bases:
                 try:
-                    derived.study_metadata_gz(self.index, self.blobs, study, base)
+                    metadata.study_metadata_gz(self.index, self.blobs, study, base)
                 except NotFound:
-                    derived.drop_study(self.blobs, study)
-            derived_thumbnails.prebuild(self.index, self.blobs, study, series)
+                    metadata.drop_study(self.blobs, study)
+            thumbnails.prebuild(self.index, self.blobs, study, series)
         self.seq = changes[-1].seq
         log.debug("rebuilt %d series document(s) up to change %d", rebuilt, self.seq)
         return len(changes)

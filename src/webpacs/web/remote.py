@@ -1,8 +1,10 @@
-"""The web side of the proxy: QIDO-RS merged with the ``queryAe``, WADO-RS retrieving
-from the ``proxyAe`` on first access (issue 4; README "Proxy to a remote PACS").
+"""The remote PACS seen through the web server: QIDO-RS merged with the ``queryAe``,
+WADO-RS retrieving from the ``proxyAe`` on first access (issue 4; README "Proxy to a
+remote PACS"). Only used when one of them is configured: otherwise QIDO-RS asks the
+index alone and the WADO-RS routes are not wrapped.
 
-* ``search`` answers a QIDO-RS query from the index and, at study and series level,
-  from the ``queryAe`` too: local rows first, then the remote rows whose UID is not
+* ``search`` answers a study or series level QIDO-RS query from the index and from
+  the ``queryAe``: local rows first, then the remote rows whose UID is not
   local (local wins), paged together. A remote failure does not fail the search: the
   local rows are returned with a ``Warning`` header (PS3.18 8.10.3: ``299``) naming it.
 * ``wrap`` makes a WADO-RS route retrieve its study or series first when it is not
@@ -42,18 +44,24 @@ def proxy_of(request: Request) -> Proxy | None:
     return getattr(request.app.state, "proxy", None)
 
 
+def searching(request: Request, level: Level) -> Proxy | None:
+    """The proxy when a QIDO-RS search at ``level`` also asks the ``queryAe``, else None."""
+    proxy = proxy_of(request)
+    if proxy is None or proxy.query_remote is None or level is Level.INSTANCE:
+        return None
+    return proxy
+
+
 def warning_header(request: Request, text: str) -> str:
     """A ``Warning`` header value (RFC 7234 5.5: code 299, agent, quoted text)."""
     host = request.url.hostname or "webpacs"
     return f'299 {host} "{text.replace(chr(34), chr(39))}"'
 
 
-async def search(request: Request, query: Query) -> tuple[SearchResult, list[str]]:
-    """The QIDO-RS result, merged with the ``queryAe``'s; and warnings for the response."""
-    proxy = proxy_of(request)
+async def search(request: Request, proxy: Proxy, query: Query) -> tuple[SearchResult, list[str]]:
+    """The QIDO-RS result, merged with the ``queryAe``'s (see ``searching``); and warnings
+    for the response."""
     index = store(request).index
-    if proxy is None or proxy.query_remote is None or query.level is Level.INSTANCE:
-        return await threaded(index.search, query), []
     window = None if query.limit is None else query.offset + query.limit
     local = await threaded(index.search, dataclasses.replace(query, offset=0, limit=window))
     try:
