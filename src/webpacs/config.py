@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
         "workers": 0,  # 0 = one per core
         "deriveInterval": 2.0,  # seconds between change-feed polls of the deriver; 0 = off
     },
+    "viewer": {
+        "ohifPath": "",  # OHIF 3's dist/ served at /viewer/; "" = .npm-tools' copy if any; "off"
+    },
     "ingest": {
         "conflict": "reject",  # or "overwrite"
         "bulkThreshold": 1024,

@@ -19,7 +19,7 @@ from webpacs.deriver import Deriver
 from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
-from webpacs.web import delete, proxy, qido, stow, wado, wadouri
+from webpacs.web import delete, proxy, qido, stow, viewer, wado, wadouri
 from webpacs.web.common import path_uids, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 
@@ -69,7 +69,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         *proxy.routes,
     ]
     root = settings.get("server", "rootPath").rstrip("/")
-    routes: list[Route | Mount] = [Route("/", home)]
+    routes: list[Route | Mount] = [Route("/", home), *viewer.routes(settings)]
     routes += [Mount(root, routes=dicomweb)] if root else dicomweb  # type: ignore[list-item]
     app = Starlette(
         routes=routes,
