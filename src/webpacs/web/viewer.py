@@ -45,6 +45,9 @@ _REWRITES = {
 }
 _ABSOLUTE = re.compile(r'((?:src|href)=")/(?!/)')
 _PUBLIC_URL = re.compile(r'window\.PUBLIC_URL\s*=\s*"/"')
+#: Names with a content hash (``app.bundle.0f6159c501addfe9.js``, ``0ddf166f7a343eda.wasm``).
+_HASHED = re.compile(r"(?:^|\.)[0-9a-f]{16}\.[a-z0-9]+$")
+_IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 _TYPES = {".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "text/javascript"}
 
 
@@ -166,10 +169,11 @@ def viewer_routes(
                 files.index_html(), media_type="text/html", headers={"Cache-Control": "no-cache"}
             )
         media = _TYPES.get(path.suffix)
+        headers = _IMMUTABLE if _HASHED.search(path.name) else None
         body = files.rewritten(path)
         if body is not None:
-            return Response(body, media_type=media or guess_type(path.name)[0])
-        return FileResponse(path, media_type=media)
+            return Response(body, media_type=media or guess_type(path.name)[0], headers=headers)
+        return FileResponse(path, media_type=media, headers=headers)
 
     return [
         Route(prefix, redirect, methods=["GET", "HEAD"]),
