@@ -9,13 +9,14 @@ DATA   ?=
 DATA_FLAG := $(if $(DATA),--data-dir $(DATA),)
 PYTEST_ARGS ?=
 
-.PHONY: run test bench lint format clean help
+.PHONY: run test bench lint format clean help viewer
 
 help:
 	@echo "make run    - install, load the sample studies, serve DICOMweb on http://$(HOST):$(PORT)/dicomweb"
 	@echo "make test   - install test dependencies and run the whole suite"
 	@echo "make bench  - run the benchmarks under bench/ (ANCHOR=orthanc, BACKENDS=sqlite+files,couchdb+s3)"
 	@echo "make lint   - ruff check, ruff format --check, mypy"
+	@echo "make viewer - fetch OHIF 3 (npm @ohif/app) for the viewer that webpacs serve hosts at /viewer/"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +51,8 @@ $(OHIF_STAMP): | $(NPM_STAMP)
 		&& rm -rf $(NPM_TOOLS)/ohif-pack && touch $@ \
 		|| echo "npm pack @ohif/app failed: the browser tests will be skipped"; \
 	else echo "npm not found: the browser tests will be skipped, /viewer/ is off"; fi
+
+viewer: $(OHIF_STAMP)
 
 run: $(STAMP)
 	$(BIN)/webpacs import --samples $(DATA_FLAG)

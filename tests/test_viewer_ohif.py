@@ -174,13 +174,15 @@ def _wait(browser: Any, what: str, check: Any, timeout: float = TIMEOUT) -> Any:
         time.sleep(0.5)
 
 
-def _dismiss_notice(browser: Any) -> None:
-    """OHIF's "for investigational use only" banner (once per browser profile)."""
-    from selenium.webdriver.common.by import By
-
-    for button in browser.find_elements(By.CSS_SELECTOR, '[data-cy="confirm-and-hide-button"]'):
-        if button.is_displayed():
-            button.click()
+def _dismiss_notices(browser: Any) -> None:
+    """OHIF's "for investigational use only" banner and its first-visit tour (both are
+    remembered by the browser profile once dismissed)."""
+    browser.execute_script(
+        "for (const b of document.querySelectorAll('button')) {"
+        "  const t = b.innerText.trim();"
+        "  if (t === 'Skip all' || b.dataset.cy === 'confirm-and-hide-button') b.click();"
+        "}"
+    )
 
 
 _RANGE = re.compile(r"(\d+)\s*-\s*(\d+)\s+of\s+(\d+)")
@@ -203,7 +205,6 @@ def test_study_list_shows_every_study(
     expected = len(samples.studies)
     assert expected == len(httpx.get(f"{site.dicomweb}/studies").json())
     browser.get(f"{site.viewer}/")
-    _dismiss_notice(browser)
 
     def first_page() -> Any:
         counts, label = _list_page(browser)
@@ -212,18 +213,20 @@ def test_study_list_shows_every_study(
     counts, label = _wait(browser, "the study list", first_page)
     shown = list(counts)
     assert label is not None and label[2] == expected, label
-    while label[1] < label[2]:  # later pages
-        before = label
+    while label[1] < label[2]:  # later pages (OHIF shows "1-25 of 43" and a next button)
+        shown_before = label
         browser.execute_script(
-            "const b = Array.from(document.querySelectorAll('button'))"
-            ".filter(b => b.querySelector('svg') && !b.disabled);"
-            "const i = b.findIndex(x => x.getAttribute('aria-label') === 'Next page');"
-            "(i >= 0 ? b[i] : null)?.click();"
+            "document.querySelector('button[aria-label=\"Next page\"]:not([disabled])').click()"
         )
-        counts, label = _wait(
-            browser, "the next page", lambda b=before: (l := _list_page(browser))[1] != b and l
-        )
+
+        def next_page(before: tuple[int, int, int] = shown_before) -> Any:
+            page = _list_page(browser)
+            return page if page[1] is not None and page[1] != before else None
+
+        counts, label = _wait(browser, "the next page", next_page)
         shown += counts
+    _dismiss_notices(browser)
+    time.sleep(0.5)
     browser.save_screenshot(str(tmp_path / f"study-list-{site.name}.png"))
     assert len(shown) == expected
     # each row's instance count is the study's NumberOfStudyRelatedInstances
@@ -249,7 +252,6 @@ def test_study_of_each_syntax_draws_an_image(
     assert _stored_syntax(site.dicomweb, study) in FAMILIES[family][1]
     browser_log(browser)  # start the log afresh
     browser.get(f"{site.viewer}/viewer?StudyInstanceUIDs={study}")
-    _dismiss_notice(browser)
 
     def drawn() -> Any:
         png = _canvas_png(browser)
@@ -259,7 +261,8 @@ def test_study_of_each_syntax_draws_an_image(
         return png if std > 8 and levels >= 16 else None
 
     png = _wait(browser, f"a {family} image in the viewport", drawn)
-    time.sleep(0.5)  # let the overlays settle for the screenshot
+    _dismiss_notices(browser)
+    time.sleep(1)  # let the overlays settle for the screenshot
     browser.save_screenshot(str(tmp_path / f"viewer-{site.name}-{family}.png"))
     (tmp_path / f"canvas-{site.name}-{family}.png").write_bytes(png)
     errors = [m for m in browser_log(browser) if m.startswith("SEVERE") and "favicon" not in m]
@@ -282,8 +285,10 @@ def test_viewer_hosting(samples: Samples) -> None:
             assert f'"qidoRoot": "{srv.url}"' in config and "acceptHeader" not in config
             for script in re.findall(r'src="/viewer/([^"]+\.js)"', page.text):
                 assert c.get(f"/viewer/{script}").status_code == 200
-            assert c.get("/viewer/..%2f..%2fpyproject.toml").headers["content-type"].startswith(
-                "text/html"
+            assert (
+                c.get("/viewer/..%2f..%2fpyproject.toml")
+                .headers["content-type"]
+                .startswith("text/html")
             )
     finally:
         srv.stop()
@@ -294,3 +299,15 @@ def test_viewer_hosting(samples: Samples) -> None:
         assert httpx.get(off.url.rsplit("/", 1)[0] + "/viewer/").status_code == 404
     finally:
         off.stop()
+
+
+def test_readme_data_source_is_the_hosted_one() -> None:
+    """The README's OHIF snippet is the data source the hosted viewer generates."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### OHIF viewer", 1)[1]
+    block = section.split("```js", 1)[1].split("```", 1)[0]
+    shown = dict(re.findall(r"^\s+(\w+): (.+?),$", block.split("configuration: {", 1)[1], re.M))
+    want = dicomweb_source("http://127.0.0.1:8042/dicomweb")["configuration"]
+    js = {k: f"'{v}'" if isinstance(v, str) else str(v).lower() for k, v in want.items()}
+    assert shown == js
+    assert "acceptHeader" not in block

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import json
 import re
-from mimetypes import guess_type
 from collections.abc import Callable
+from mimetypes import guess_type
 from pathlib import Path
 from typing import Any
 
