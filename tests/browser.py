@@ -66,7 +66,11 @@ def browser() -> Iterator[Any]:
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
-    driver.set_window_size(*WINDOW)
+    # the page's own size (a window's size includes what headless Chromium counts as its frame)
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": WINDOW[0], "height": WINDOW[1], "deviceScaleFactor": 1, "mobile": False},
+    )
     driver.set_page_load_timeout(60)
     try:
         yield driver

@@ -98,8 +98,9 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Samples:
 
 def _stored_syntax(dicomweb: str, study: str) -> str:
     """The transfer syntax the site names for the study's first frame."""
-    row = httpx.get(f"{dicomweb}/studies/{study}/instances").json()[0]
-    series, sop = row["0020000E"]["Value"][0], row["00080018"]["Value"][0]
+    series = httpx.get(f"{dicomweb}/studies/{study}/series").json()[0]["0020000E"]["Value"][0]
+    row = httpx.get(f"{dicomweb}/studies/{study}/series/{series}/instances").json()[0]
+    sop = row["00080018"]["Value"][0]
     url = f"{dicomweb}/studies/{study}/series/{series}/instances/{sop}/frames/1"
     with httpx.stream("GET", url, headers={"Accept": FRAME_ACCEPT}) as r:
         assert r.status_code == 200, r.status_code
