@@ -16,7 +16,6 @@ import base64
 import re
 import subprocess
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -345,13 +344,13 @@ def test_viewer_hosting(samples: Samples) -> None:
             )
     finally:
         srv.stop()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        off = start_server(samples.data_dir, viewer={"ohifPath": "off"})
-    try:
-        assert httpx.get(off.url.rsplit("/", 1)[0] + "/viewer/").status_code == 404
-    finally:
-        off.stop()
+    for setting, status, says in [("off", 404, ""), (str(dist.parent), 404, "no index.html")]:
+        other = start_server(samples.data_dir, viewer={"ohifPath": setting})
+        try:
+            r = httpx.get(other.url.rsplit("/", 1)[0] + "/viewer/viewer")
+            assert r.status_code == status and says in r.text
+        finally:
+            other.stop()
 
 
 def test_readme_data_source_is_the_hosted_one() -> None:
@@ -364,3 +363,16 @@ def test_readme_data_source_is_the_hosted_one() -> None:
     js = {k: f"'{v}'" if isinstance(v, str) else str(v).lower() for k, v in want.items()}
     assert shown == js
     assert "acceptHeader" not in block
+
+
+def test_viewer_not_installed_says_how(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without OHIF's dist, /viewer/ answers 404 with how to get it."""
+    import webpacs.web.viewer
+
+    monkeypatch.setattr(webpacs.web.viewer, "PROJECT_DIST", tmp_path / "nothing")
+    srv = start_server(tmp_path / "data")
+    try:
+        r = httpx.get(srv.url.rsplit("/", 1)[0] + "/viewer/")
+        assert r.status_code == 404 and "make viewer" in r.text
+    finally:
+        srv.stop()

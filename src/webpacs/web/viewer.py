@@ -21,6 +21,7 @@ into the project's ``.npm-tools`` is used if it is there; ``"off"`` turns the vi
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from mimetypes import guess_type
@@ -28,11 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from webpacs.config import Settings
 from webpacs.web.common import base_url
+
+log = logging.getLogger("webpacs.web")
 
 PREFIX = "/viewer"
 #: Where ``make run``/``make test`` install OHIF's dist (``npm pack @ohif/app``).
@@ -51,13 +54,20 @@ _IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
 _TYPES = {".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "text/javascript"}
 
 
-def ohif_dist(settings: Settings) -> Path | None:
-    """The OHIF ``dist/`` directory to serve, or None when the viewer is off."""
+def ohif_dist(settings: Settings) -> tuple[Path | None, str]:
+    """The OHIF ``dist/`` directory to serve, or None and why not (``""`` when it is off)."""
     configured = str(settings.get("viewer", "ohifPath"))
     if configured == "off":
-        return None
+        return None, ""
     path = Path(configured).expanduser() if configured else PROJECT_DIST
-    return path if (path / "index.html").is_file() else None
+    if (path / "index.html").is_file():
+        return path, ""
+    if configured:
+        return None, f"viewer.ohifPath {configured!r} is not OHIF's dist/ (it has no index.html)"
+    return None, (
+        "OHIF is not installed: `make viewer` fetches it (with npm), or set viewer.ohifPath"
+        " to the dist/ directory of OHIF 3 (npm package @ohif/app)"
+    )
 
 
 def dicomweb_source(root: str, *, static: bool = False, name: str = "webpacs") -> dict[str, Any]:
@@ -183,8 +193,17 @@ def viewer_routes(
 
 
 def routes(settings: Settings) -> list[Route]:
-    """The hosted viewer of ``webpacs serve`` (none when ``viewer.ohifPath`` finds no dist)."""
-    dist = ohif_dist(settings)
-    if dist is None:
+    """The hosted viewer of ``webpacs serve``: OHIF, or a 404 that says how to get it (none
+    when ``viewer.ohifPath`` is ``"off"``)."""
+    dist, reason = ohif_dist(settings)
+    if dist is not None:
+        return viewer_routes(dist, lambda request: dicomweb_source(base_url(request)))
+    if not reason:
         return []
-    return viewer_routes(dist, lambda request: dicomweb_source(base_url(request)))
+    if settings.get("viewer", "ohifPath"):  # named, but wrong: say so where operators look
+        log.warning("/viewer/ is off: %s", reason)
+
+    async def not_installed(request: Request) -> Response:
+        return PlainTextResponse(reason + "\n", 404)
+
+    return [Route(PREFIX, not_installed), Route(f"{PREFIX}/{{path:path}}", not_installed)]
