@@ -7,7 +7,6 @@ driver is never downloaded (no Selenium Manager): ``chromedriver`` must be on PA
 
 from __future__ import annotations
 
-import base64
 import io
 import shutil
 from collections.abc import Iterator
@@ -76,11 +75,6 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
-
-
-def element_png(driver: Any, element: Any) -> bytes:
-    """A screenshot of one element (what is on screen there), as PNG bytes."""
-    return base64.b64decode(element.screenshot_as_base64)
 
 
 def pixel_stats(png: bytes) -> tuple[float, int]:
