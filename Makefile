@@ -9,13 +9,14 @@ DATA   ?=
 DATA_FLAG := $(if $(DATA),--data-dir $(DATA),)
 PYTEST_ARGS ?=
 
-.PHONY: run test bench lint format clean help
+.PHONY: run test bench lint format clean help viewer
 
 help:
 	@echo "make run    - install, load the sample studies, serve DICOMweb on http://$(HOST):$(PORT)/dicomweb"
 	@echo "make test   - install test dependencies and run the whole suite"
 	@echo "make bench  - run the benchmarks under bench/ (ANCHOR=orthanc, BACKENDS=sqlite+files,couchdb+s3)"
 	@echo "make lint   - ruff check, ruff format --check, mypy"
+	@echo "make viewer - fetch OHIF 3 (npm @ohif/app) for the viewer that webpacs serve hosts at /viewer/"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,12 +35,31 @@ $(NPM_STAMP):
 		|| echo "npm install pouchdb-server failed: CouchDB backend tests will be skipped"; \
 	else echo "npm not found: CouchDB backend tests will be skipped"; fi
 
+# OHIF 3's built app (npm @ohif/app, pinned) for the hosted viewer at /viewer/ and the browser
+# tests. `npm install @ohif/app` cannot resolve its dependencies (@ohif/i18n@3.13.2 is not
+# published) and only dist/ is needed, so npm fetches the package tarball (`npm pack`).
+# Without npm the browser tests skip with a reason (fail if WEBPACS_REQUIRE_SYSTEM_DEPS=1).
+OHIF_VERSION := 3.13.2
+OHIF_DIR := $(NPM_TOOLS)/node_modules/@ohif/app
+OHIF_STAMP := $(OHIF_DIR)/.webpacs-installed-$(OHIF_VERSION)
+$(OHIF_STAMP): | $(NPM_STAMP)
+	@if command -v npm >/dev/null 2>&1; then \
+		rm -rf $(NPM_TOOLS)/ohif-pack && mkdir -p $(NPM_TOOLS)/ohif-pack \
+		&& npm pack --silent --pack-destination $(NPM_TOOLS)/ohif-pack @ohif/app@$(OHIF_VERSION) >/dev/null \
+		&& rm -rf $(OHIF_DIR) && mkdir -p $(OHIF_DIR) \
+		&& tar -xzf $(NPM_TOOLS)/ohif-pack/ohif-app-$(OHIF_VERSION).tgz -C $(OHIF_DIR) --strip-components=1 \
+		&& rm -rf $(NPM_TOOLS)/ohif-pack && touch $@ \
+		|| echo "npm pack @ohif/app failed: the browser tests will be skipped"; \
+	else echo "npm not found: the browser tests will be skipped, /viewer/ is off"; fi
+
+viewer: $(OHIF_STAMP)
+
 run: $(STAMP)
 	$(BIN)/webpacs import --samples $(DATA_FLAG)
 	$(BIN)/webpacs serve --host $(HOST) --port $(PORT) $(DATA_FLAG)
 
 # pytest exits 5 when it collected no test: that is a failure of the suite here.
-test: $(STAMP) $(NPM_STAMP)
+test: $(STAMP) $(NPM_STAMP) $(OHIF_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 

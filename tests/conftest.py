@@ -20,6 +20,8 @@ from webpacs.config import Settings, isolated
 from webpacs.storage.registry import Store, open_store
 from webpacs.web.app import create_app
 
+pytest_plugins = ("tests.browser",)
+
 REQUIRE_SYSTEM_DEPS = os.environ.get("WEBPACS_REQUIRE_SYSTEM_DEPS") == "1"
 
 

@@ -90,6 +90,11 @@ class ServerSettings(ServiceOverrides):
 
 
 @dataclass(frozen=True)
+class ViewerSettings:
+    ohif_path: str = ""  # OHIF 3's dist/ served at /viewer/; "" = .npm-tools' copy if any; "off"
+
+
+@dataclass(frozen=True)
 class IngestSettings:
     conflict: str = "reject"  # or "overwrite"
     bulk_threshold: int = 1024
@@ -155,6 +160,7 @@ class AeEntry:
 #: The sections by key, in the order the configuration lists them.
 SECTIONS: dict[str, type[DataclassInstance]] = {
     "server": ServerSettings,
+    "viewer": ViewerSettings,
     "ingest": IngestSettings,
     "dimse": DimseSettings,
     "static": StaticSettings,
@@ -249,6 +255,7 @@ class Settings:
     query_ae: str = field(init=False)
     proxy_ae: str = field(init=False)
     server: ServerSettings = field(init=False)
+    viewer: ViewerSettings = field(init=False)
     ingest: IngestSettings = field(init=False)
     dimse: DimseSettings = field(init=False)
     static: StaticSettings = field(init=False)

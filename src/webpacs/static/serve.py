@@ -13,7 +13,8 @@ Supported (everything else is 404):
 * ``GET /studies/{S}/bulkdata/...``: bulk data files (relative ``BulkDataURI``s resolve here).
 
 Unfiltered gzip'd files are sent as they are, with ``Content-Encoding: gzip``, to clients
-that accept gzip, and decompressed for the others.
+that accept gzip, and decompressed for the others. CORS is open to every origin (preflights
+answered), as in the nginx configuration.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 
 import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -186,4 +189,8 @@ def create_static_app(root: str | Path) -> Starlette:
         Route(f"{s}{x}{i}/frames/{{frames}}", frames),
         Route(f"{s}/bulkdata/{{path:path}}", bulkdata),
     ]
-    return Starlette(routes=routes)
+    # Open CORS (as nginx-config writes it), so that OHIF served from another origin reads it.
+    cors = Middleware(
+        CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"]
+    )
+    return Starlette(routes=routes, middleware=[cors])

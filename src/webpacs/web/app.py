@@ -19,7 +19,7 @@ from webpacs.documents.deriver import Deriver
 from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
-from webpacs.web import delete, qido, remote, rendered, stow, thumbnail, wado, wadouri
+from webpacs.web import delete, qido, remote, rendered, stow, thumbnail, viewer, wado, wadouri
 from webpacs.web.common import path_uids, settings, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 
@@ -72,7 +72,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         *remote.routes,
     ]
     root = settings.server.root_path.rstrip("/")
-    routes: list[Route | Mount] = [Route("/", home)]
+    routes: list[Route | Mount] = [Route("/", home), *viewer.routes(settings)]
     routes += [Mount(root, routes=dicomweb)] if root else dicomweb
     app = Starlette(
         routes=routes,

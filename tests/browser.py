@@ -1,0 +1,91 @@
+"""Debian's headless Chromium, driven through Debian's chromedriver (selenium), for the
+browser tests: one browser per test session.
+
+WebGL comes from SwiftShader (software), which cornerstone needs to draw images. The
+driver is never downloaded (no Selenium Manager): ``chromedriver`` must be on PATH.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import missing
+
+WINDOW = (1400, 900)
+#: Where ``make test`` puts OHIF 3's built app (``npm pack @ohif/app``).
+OHIF_DIST = Path(__file__).parent.parent / ".npm-tools/node_modules/@ohif/app/dist"
+
+
+def require_ohif() -> Path:
+    """OHIF 3's ``dist/``; skip (or fail in CI) when ``make test`` could not install it."""
+    if not (OHIF_DIST / "index.html").is_file():
+        missing(f"OHIF 3 is not installed in {OHIF_DIST} (`make test` installs it with npm)")
+    return OHIF_DIST
+
+
+def _program(*names: str) -> str:
+    for name in names:
+        path = shutil.which(name)
+        if path:
+            return path
+    missing(f"{names[0]} is not installed (Debian package needed; .ci/run installs it)")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """A selenium WebDriver for headless Chromium with software WebGL and a fixed size."""
+    chromium = _program("chromium", "chromium-browser")
+    driver_path = _program("chromedriver")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:  # pragma: no cover - the test extra installs it
+        missing("selenium is not installed (pip install -e '.[test]')")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",  # tests may run as root (CI containers)
+        "--disable-dev-shm-usage",
+        "--use-angle=swiftshader",
+        "--enable-unsafe-swiftshader",
+        "--ignore-gpu-blocklist",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        "--force-device-scale-factor=1",
+        "--lang=en-US",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    # the page's own size (a window's size includes what headless Chromium counts as its frame)
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": WINDOW[0], "height": WINDOW[1], "deviceScaleFactor": 1, "mobile": False},
+    )
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def pixel_stats(png: bytes) -> tuple[float, int]:
+    """Standard deviation and number of distinct grey levels of an image (PNG bytes)."""
+    import numpy as np
+    from PIL import Image
+
+    grey = np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float64)
+    return float(grey.std()), len(np.unique(grey))
+
+
+def browser_log(driver: Any) -> list[str]:
+    """The browser console messages since the last call."""
+    return [f"{e['level']} {e['message']}" for e in driver.get_log("browser")]
