@@ -52,6 +52,20 @@ $(OHIF_STAMP): | $(NPM_STAMP)
 		|| echo "npm pack @ohif/app failed: the browser tests will be skipped"; \
 	else echo "npm not found: the browser tests will be skipped, /viewer/ is off"; fi
 
+# OHIF 2 (npm @ohif/viewer, pinned: its standalone dist/) for the OHIF 2 browser tests only.
+OHIF2_VERSION := 4.12.51
+OHIF2_DIR := $(NPM_TOOLS)/node_modules/@ohif/viewer
+OHIF2_STAMP := $(OHIF2_DIR)/.webpacs-installed-$(OHIF2_VERSION)
+$(OHIF2_STAMP): | $(NPM_STAMP)
+	@if command -v npm >/dev/null 2>&1; then \
+		rm -rf $(NPM_TOOLS)/ohif2-pack && mkdir -p $(NPM_TOOLS)/ohif2-pack \
+		&& npm pack --silent --pack-destination $(NPM_TOOLS)/ohif2-pack @ohif/viewer@$(OHIF2_VERSION) >/dev/null \
+		&& rm -rf $(OHIF2_DIR) && mkdir -p $(OHIF2_DIR) \
+		&& tar -xzf $(NPM_TOOLS)/ohif2-pack/ohif-viewer-$(OHIF2_VERSION).tgz -C $(OHIF2_DIR) --strip-components=1 \
+		&& rm -rf $(NPM_TOOLS)/ohif2-pack && touch $@ \
+		|| echo "npm pack @ohif/viewer failed: the OHIF 2 browser tests will be skipped"; \
+	else echo "npm not found: the OHIF 2 browser tests will be skipped"; fi
+
 viewer: $(OHIF_STAMP)
 
 run: $(STAMP)
@@ -59,7 +73,7 @@ run: $(STAMP)
 	$(BIN)/webpacs serve --host $(HOST) --port $(PORT) $(DATA_FLAG)
 
 # pytest exits 5 when it collected no test: that is a failure of the suite here.
-test: $(STAMP) $(NPM_STAMP) $(OHIF_STAMP)
+test: $(STAMP) $(NPM_STAMP) $(OHIF_STAMP) $(OHIF2_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
 
