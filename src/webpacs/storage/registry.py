@@ -12,7 +12,7 @@ from webpacs.storage.base import Blobs, Index
 
 INDEXES: dict[str, tuple[str, str]] = {
     "sqlite": ("webpacs.storage.sqlite.SqliteIndex", ""),
-    "couchdb": ("webpacs.storage.couchdb.CouchIndex", "httpx (pip install httpx)"),
+    "couchdb": ("webpacs.storage.couchdb.index.CouchIndex", "httpx (pip install httpx)"),
 }
 BLOBS: dict[str, tuple[str, str]] = {
     "files": ("webpacs.storage.fs.FileBlobs", ""),

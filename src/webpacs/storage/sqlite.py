@@ -22,10 +22,10 @@ import orjson
 
 from webpacs.core.attributes import STORED, Attribute, Level
 from webpacs.core.dicomjson import project
-from webpacs.core.query import Condition, Query, include_extra
+from webpacs.core.query import Condition, Query
 from webpacs.errors import StorageError
+from webpacs.storage import rows
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
-from webpacs.storage.rows import study_aggregates
 
 log = logging.getLogger("webpacs.index")
 
@@ -86,6 +86,13 @@ def _summary(level: Level, attrs: dict[str, str], meta: dict[str, Any]) -> dict[
     row: dict[str, Any] = {a.column: attrs.get(a.keyword) for a in _cols(level)}
     row["json"] = orjson.dumps(project(meta, STORED[level]))
     return row
+
+
+def _row(summary: rows.Summary) -> dict[str, Any]:
+    """A study or series table's columns for a summary."""
+    row: dict[str, Any] = {a.column: summary.values.get(a.keyword) for a in _cols(summary.level)}
+    row["json"] = orjson.dumps(summary.projection)
+    return row | {"rep_sop": summary.rep, "latest": summary.latest}
 
 
 def _insert_row(db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
@@ -292,62 +299,32 @@ class SqliteIndex:
             "attributes": orjson.dumps(rec.attributes),
         }
         _insert_row(db, "instances", row)
-        # the series and study summaries follow the newest instance
         for level in (Level.SERIES, Level.STUDY):
             uid = rec.series_uid if level is Level.SERIES else rec.study_uid
-            summary = _summary(level, rec.attributes, meta) | {
-                "rep_sop": rec.sop_uid,
-                "latest": now,
-            }
+            fresh = rows.summary_of(level, rec.sop_uid, now, rec.attributes, meta)
             cols = _cols(level)
             found = db.execute(
                 f"SELECT latest{''.join(', ' + a.column for a in cols)} FROM {_TABLE[level]}"
                 f" WHERE {_UID_COL[level]} = ?",
                 (uid,),
             ).fetchone()
+            current = None
+            if found is not None:
+                current = {a.keyword: v for a, v in zip(cols, found[1:], strict=True)}
+            replace, disagreements = rows.follow(
+                rec.study_uid, current, None if found is None else found[0], fresh
+            )
+            for d in disagreements:
+                _insert_row(db, "conflicts", {"study_uid": d.study_uid, "sop_uid": d.sop_uid,
+                    "keyword": d.keyword, "previous": d.previous, "value": d.value,
+                    "time": d.time})  # fmt: skip
             if found is None:
                 extra = {"study_uid": rec.study_uid} if level is Level.SERIES else {}
-                _insert_row(db, _TABLE[level], {_UID_COL[level]: uid, **extra, **summary})
-                continue
-            if level is Level.STUDY:
-                self._record_disagreements(db, rec, dict(zip(cols, found[1:], strict=True)), now)
-            if now >= found[0]:
-                _update_row(db, level, uid, summary)
+                _insert_row(db, _TABLE[level], {_UID_COL[level]: uid, **extra, **_row(fresh)})
+            elif replace:
+                _update_row(db, level, uid, _row(fresh))
         self._log(db, "put", rec)
         self._aggregates(db, rec.study_uid, rec.series_uid)
-
-    def _record_disagreements(
-        self,
-        db: sqlite3.Connection,
-        rec: InstanceRecord,
-        current: dict[Attribute, str | None],
-        now: float,
-    ) -> None:
-        """Log and keep patient/study attributes in which ``rec`` differs from its study."""
-        for a, previous in current.items():
-            value = rec.attributes.get(a.keyword)
-            if previous is None or value is None or previous == value:
-                continue
-            log.warning(
-                "study %s: %s of instance %s is %r, the study had %r",
-                rec.study_uid,
-                a.keyword,
-                rec.sop_uid,
-                value,
-                previous,
-            )
-            _insert_row(
-                db,
-                "conflicts",
-                {
-                    "study_uid": rec.study_uid,
-                    "sop_uid": rec.sop_uid,
-                    "keyword": a.keyword,
-                    "previous": previous,
-                    "value": value,
-                    "time": now,
-                },
-            )
 
     def _log(self, db: sqlite3.Connection, op: str, rec: InstanceRecord) -> None:
         cur = db.execute(
@@ -386,9 +363,8 @@ class SqliteIndex:
             row = db.execute(
                 f"SELECT rep_sop FROM {table} WHERE {_UID_COL[level]} = ?", (uid,)
             ).fetchone()
-            if row is None or row[0] != rec.sop_uid:
+            if row is None or not rows.orphaned(row[0], [rec.sop_uid]):
                 continue
-            # the representative went away: the newest remaining instance takes over
             col = "series_uid" if level is Level.SERIES else "study_uid"
             nxt = db.execute(
                 f"SELECT sop_uid, metadata, attributes, received FROM instances WHERE {col} = ?"
@@ -397,8 +373,10 @@ class SqliteIndex:
             ).fetchone()
             if nxt is None:
                 continue
-            summary = _summary(level, orjson.loads(nxt[2]), orjson.loads(nxt[1]))
-            _update_row(db, level, uid, summary | {"rep_sop": nxt[0], "latest": nxt[3]})
+            fresh = rows.summary_of(
+                level, nxt[0], nxt[3], orjson.loads(nxt[2]), orjson.loads(nxt[1])
+            )
+            _update_row(db, level, uid, _row(fresh))
         if log_change:
             self._log(db, "delete", rec)
         self._aggregates(db, rec.study_uid, rec.series_uid)
@@ -514,15 +492,18 @@ class SqliteIndex:
     def search(self, query: Query) -> SearchResult:
         level = query.level
         if level is Level.STUDY:
-            sql = "SELECT st.json, st.rep_sop, st.num_series, st.num_instances, st.modalities"
+            sql = "SELECT st.json, st.rep_sop, st.num_series, st.num_instances, st.modalities,"
+            sql += " st.study_uid"
             sql += " FROM studies st"
             order = " ORDER BY st.studydate DESC, st.studytime DESC, st.study_uid"
         elif level is Level.SERIES:
-            sql = "SELECT st.json, se.rep_sop, se.json, se.num_instances FROM series se"
+            sql = "SELECT st.json, se.rep_sop, se.json, se.num_instances, se.study_uid,"
+            sql += " se.series_uid FROM series se"
             sql += " JOIN studies st ON st.study_uid = se.study_uid"
             order = " ORDER BY st.study_uid, CAST(se.seriesnumber AS INTEGER), se.series_uid"
         else:
-            sql = "SELECT st.json, i.sop_uid, se.json, i.json FROM instances i"
+            sql = "SELECT st.json, i.sop_uid, se.json, i.json, i.study_uid, i.series_uid"
+            sql += " FROM instances i"
             sql += " JOIN series se ON se.series_uid = i.series_uid"
             sql += " JOIN studies st ON st.study_uid = i.study_uid"
             order = (
@@ -556,49 +537,47 @@ class SqliteIndex:
         elif query.offset:
             sql += " LIMIT -1 OFFSET ?"
             args.append(query.offset)
-        rows = self._read(sql, args)
-        truncated = query.limit is not None and len(rows) > query.limit
+        found = self._read(sql, args)
+        truncated = query.limit is not None and len(found) > query.limit
         if truncated:
-            rows = rows[: query.limit]
-        extra = self._extras(query, [r[1] for r in rows])
-        out = []
-        # rows of one series share its study's and series' JSON: decode each once
-        parsed: dict[bytes, dict[str, Any]] = {}
+            found = found[: query.limit]
+        if level is Level.STUDY:
+            candidates = [rows.Candidate(r[5], None, r[1], r[0]) for r in found]
+            counts = {r[5]: rows.StudyCounts(r[2], r[3], r[4].split(",")) for r in found}
+        elif level is Level.SERIES:
+            candidates = [rows.Candidate(r[4], r[5], r[1], r[0], r[2]) for r in found]
+            counts = {r[5]: r[3] for r in found}
+        else:
+            candidates = [rows.Candidate(r[4], r[5], r[1], r[0], r[2], r[3]) for r in found]
+            counts = {}
+        return SearchResult(rows.build_rows(query, candidates, _Rows(self, counts)), truncated)
 
-        def decode(doc: bytes) -> dict[str, Any]:
-            if doc not in parsed:
-                parsed[doc] = orjson.loads(doc)
-            return parsed[doc]
-
-        for r in rows:
-            item: dict[str, Any] = dict(decode(r[0]))
-            if level is Level.STUDY:
-                item.update(study_aggregates(r[4].split(","), r[2], r[3]))
-            elif level is Level.SERIES:
-                item.update(decode(r[2]))
-                item["00201209"] = {"vr": "IS", "Value": [r[3]]}
-            else:
-                item.update(decode(r[2]))
-                item.update(orjson.loads(r[3]))
-            item["00080056"] = {"vr": "CS", "Value": ["ONLINE"]}
-            if r[1] in extra:
-                for k, v in extra[r[1]].items():
-                    item.setdefault(k, v)
-            out.append(item)
-        return SearchResult(out, truncated)
-
-    def _extras(self, query: Query, reps: list[str]) -> dict[str, dict[str, Any]]:
-        """includefield values taken from each row's representative instance."""
-        if not reps or not (query.include_all or query.includefields):
-            return {}
-        out: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(reps), 500):
-            chunk = reps[i : i + 500]
-            rows = self._read(
+    def metadata(self, sop_uids: list[str]) -> dict[str, rows.Json]:
+        """DICOM JSON of instances by SOP Instance UID (the representative ones of a page)."""
+        out: dict[str, rows.Json] = {}
+        for i in range(0, len(sop_uids), 500):
+            chunk = sop_uids[i : i + 500]
+            found = self._read(
                 "SELECT sop_uid, metadata FROM instances WHERE sop_uid IN"
                 f" ({','.join('?' * len(chunk))})",
                 chunk,
             )
-            for sop, metadata in rows:
-                out[sop] = include_extra(query, orjson.loads(metadata))
+            out.update((sop, metadata) for sop, metadata in found)
         return out
+
+
+class _Rows:
+    """``rows.RowSource`` over a page of SQLite rows: aggregates are kept on write."""
+
+    def __init__(self, index: SqliteIndex, counts: dict[str, Any]) -> None:
+        self.index = index
+        self.counts = counts
+
+    def study_counts(self, study_uids: list[str]) -> dict[str, rows.StudyCounts]:
+        return {u: self.counts[u] for u in study_uids if u in self.counts}
+
+    def series_counts(self, series: list[tuple[str, str]]) -> dict[str, int]:
+        return {u: self.counts[u] for _, u in series if u in self.counts}
+
+    def metadata(self, sop_uids: list[str]) -> dict[str, rows.Json]:
+        return self.index.metadata(sop_uids)
