@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webpacs.remove import remove
 from webpacs.errors import Forbidden, NotFound
+from webpacs.remove import remove
 from webpacs.web.common import path_uids, settings, store, threaded
 
 log = logging.getLogger("webpacs.delete")
