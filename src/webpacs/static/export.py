@@ -14,14 +14,13 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 from pydicom.dataset import Dataset
 
 from webpacs.core import part10
-from webpacs.core.media import UNCOMPRESSED
+from webpacs.core.media import EXPLICIT_VR_BIG_ENDIAN, UNCOMPRESSED, swap_bytes
 from webpacs.errors import NotFound
-from webpacs.static.instance import AVAILABLE_TS, BIG_ENDIAN
+from webpacs.static.instance import AVAILABLE_TS
 from webpacs.static.tree import instance_dir, read_gz_json, read_mht, series_dir, study_dir
 
 
@@ -39,9 +38,8 @@ def pixel_data(idir: Path, ts: str, bits_allocated: int) -> bytes:
     frames = [read_mht(p) for p in _frame_files(idir)]
     if ts in UNCOMPRESSED:
         data = b"".join(frames)
-        if ts == BIG_ENDIAN and bits_allocated > 8:
-            w = bits_allocated // 8
-            data = np.frombuffer(data, dtype=f"<u{w}").astype(f">u{w}").tobytes()
+        if ts == EXPLICIT_VR_BIG_ENDIAN:
+            data = swap_bytes(data, bits_allocated // 8)
         return data + b"\0" if len(data) % 2 else data
     layout = orjson.loads((idir / "fragments.json").read_bytes())
     out = [_item(base64.b64decode(layout["bot"]))]

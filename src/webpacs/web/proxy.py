@@ -42,12 +42,6 @@ def proxy_of(request: Request) -> Proxy | None:
     return getattr(request.app.state, "proxy", None)
 
 
-def warning_header(request: Request, text: str) -> str:
-    """A ``Warning`` header value (RFC 7234 5.5: code 299, agent, quoted text)."""
-    host = request.url.hostname or "webpacs"
-    return f'299 {host} "{text.replace(chr(34), chr(39))}"'
-
-
 async def search(request: Request, query: Query) -> tuple[SearchResult, list[str]]:
     """The QIDO-RS result, merged with the ``queryAe``'s; and warnings for the response."""
     proxy = proxy_of(request)

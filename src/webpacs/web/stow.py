@@ -19,21 +19,14 @@ from starlette.routing import Route
 
 from webpacs import errors
 from webpacs.core import part10
+from webpacs.core.media import DICOM, DICOM_JSON
 from webpacs.core.multipart import parse_media_type
+from webpacs.core.status import Service, status_for
 from webpacs.ingest import IngestResult, ingest_many
-from webpacs.web.common import DICOM_JSON, base_url, path_uids, settings, store, threaded
+from webpacs.web.common import base_url, path_uids, settings, store, threaded, warning_header
 from webpacs.web.multipart_reader import read_multipart
 
 log = logging.getLogger("webpacs.stow")
-
-DICOM = "application/dicom"
-
-#: FailureReason values (PS3.18 Table 10.5.3-? / PS3.4 Annex B and C statuses).
-PROCESSING_FAILURE = 0x0110
-DUPLICATE_SOP = 0x0111
-OUT_OF_RESOURCES = 0xA700
-CANNOT_UNDERSTAND = 0xC000
-STUDY_MISMATCH = 0xC409  # as dcm4chee: Referenced Study Instance UID mismatch
 
 
 @dataclass
@@ -56,22 +49,13 @@ class _Failure:
     sop_uid: str | None = None
 
 
-def _reason(exc: errors.WebpacsError) -> int:
-    if isinstance(exc, errors.Conflict):
-        return DUPLICATE_SOP
-    if isinstance(exc, errors.StorageError):
-        return OUT_OF_RESOURCES
-    if isinstance(exc, errors.InvalidDicom):
-        return CANNOT_UNDERSTAND
-    if isinstance(exc, errors.WrongStudy):
-        return STUDY_MISMATCH
-    return PROCESSING_FAILURE
-
-
 def _failure(exc: errors.WebpacsError) -> _Failure:
     sop_class, sop = (exc.details.get(k) for k in ("sop_class_uid", "sop_uid"))
     return _Failure(
-        _reason(exc), str(exc), str(sop_class) if sop_class else None, str(sop) if sop else None
+        status_for(Service.STORE, exc),
+        str(exc),
+        str(sop_class) if sop_class else None,
+        str(sop) if sop else None,
     )
 
 
@@ -197,10 +181,7 @@ async def store_instances(request: Request) -> Response:
     if referenced:
         body["00081199"] = {"vr": "SQ", "Value": referenced}
     status = 200 if not failed else 202 if referenced else 409
-    headers = {}
-    if messages:
-        text = messages[0].replace('"', "'").replace("\n", " ")[:300]
-        headers["Warning"] = f'299 webpacs "{text}"'
+    headers = {"Warning": warning_header(request, messages[0])} if messages else {}
     return Response(orjson.dumps(body), status_code=status, media_type=DICOM_JSON, headers=headers)
 
 
