@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -226,3 +226,48 @@ def build_rows(
             item.setdefault(k, v)
         out.append(item)
     return out
+
+
+# -- SQL backends: aggregates kept on write, read with the page ----------------------------
+def from_columns(
+    level: Level, found: Sequence[Sequence[Any]], metadata: Callable[[list[str]], dict[str, Json]]
+) -> tuple[list[Candidate], RowSource]:
+    """Candidates and their ``RowSource`` from SQL rows whose columns are, per level:
+
+    * study: study JSON, representative SOP, series count, instance count, modalities
+      (comma-separated), study UID;
+    * series: study JSON, representative SOP, series JSON, instance count, study UID,
+      series UID;
+    * instance: study JSON, SOP UID, series JSON, instance JSON, study UID, series UID.
+
+    ``metadata`` answers ``RowSource.metadata`` (for ``includefield``).
+    """
+    counts: dict[str, Any] = {}
+    if level is Level.STUDY:
+        candidates = [Candidate(r[5], None, r[1], r[0]) for r in found]
+        counts = {r[5]: StudyCounts(r[2], r[3], r[4].split(",")) for r in found}
+    elif level is Level.SERIES:
+        candidates = [Candidate(r[4], r[5], r[1], r[0], r[2]) for r in found]
+        counts = {r[5]: r[3] for r in found}
+    else:
+        candidates = [Candidate(r[4], r[5], r[1], r[0], r[2], r[3]) for r in found]
+    return candidates, _KeptCounts(counts, metadata)
+
+
+class _KeptCounts:
+    """``RowSource`` over counts read with the page's rows (kept on write)."""
+
+    def __init__(
+        self, counts: dict[str, Any], metadata: Callable[[list[str]], dict[str, Json]]
+    ) -> None:
+        self.counts = counts
+        self._metadata = metadata
+
+    def study_counts(self, study_uids: list[str]) -> dict[str, StudyCounts]:
+        return {u: self.counts[u] for u in study_uids if u in self.counts}
+
+    def series_counts(self, series: list[tuple[str, str]]) -> dict[str, int]:
+        return {u: self.counts[u] for _, u in series if u in self.counts}
+
+    def metadata(self, sop_uids: list[str]) -> dict[str, Json]:
+        return self._metadata(sop_uids)
