@@ -21,6 +21,8 @@ from webpacs.storage.registry import Store, open_store
 from webpacs.web.app import create_app
 
 REQUIRE_SYSTEM_DEPS = os.environ.get("WEBPACS_REQUIRE_SYSTEM_DEPS") == "1"
+#: fixtures kept in their own modules
+pytest_plugins = ["tests.postgresql_support"]
 
 
 def missing(msg: str) -> NoReturn:

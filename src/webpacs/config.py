@@ -85,6 +85,10 @@ DEFAULTS: dict[str, Any] = {
         "maxConcurrent": 16,
         "allowScan": False,
     },
+    "postgresql": {  # index: "postgresql"
+        "url": "postgresql://127.0.0.1:5432/webpacs",  # libpq URL; password via PGPASSWORD
+        "poolSize": 8,  # connections per process
+    },
     "s3": {  # blobs: "s3"
         "bucket": "",
         "prefix": "",
@@ -115,7 +119,7 @@ AE_KEYS: dict[str, type] = {
 AE_SERVICES = ("find", "move", "get", "store")
 
 _CHOICES = {
-    ("index",): ("sqlite", "couchdb"),
+    ("index",): ("sqlite", "couchdb", "postgresql"),
     ("blobs",): ("files", "s3"),
     ("ingest", "conflict"): ("reject", "overwrite"),
     ("proxy", "retrieve"): ("move", "get"),

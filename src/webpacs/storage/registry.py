@@ -13,6 +13,10 @@ from webpacs.storage.base import Blobs, Index
 INDEXES: dict[str, tuple[str, str]] = {
     "sqlite": ("webpacs.storage.sqlite.SqliteIndex", ""),
     "couchdb": ("webpacs.storage.couchdb.index.CouchIndex", "httpx (pip install httpx)"),
+    "postgresql": (
+        "webpacs.storage.postgresql.index.PgIndex",
+        "psycopg 3 and psycopg_pool (pip install 'webpacs[postgresql]')",
+    ),
 }
 BLOBS: dict[str, tuple[str, str]] = {
     "files": ("webpacs.storage.fs.FileBlobs", ""),

@@ -1,0 +1,73 @@
+"""The backend contract on PostgreSQL + file blobs, and PostgreSQL specifics."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.contract import IndexContract, make_instance
+from webpacs.errors import ConfigError
+from webpacs.ingest import ingest
+from webpacs.storage.fs import FileBlobs
+
+pytest.importorskip("psycopg")
+
+from webpacs.storage.postgresql import PgIndex, schema  # noqa: E402
+
+
+@pytest.fixture
+def blobs(tmp_path: Path) -> FileBlobs:
+    return FileBlobs(tmp_path / "blobs")
+
+
+@pytest.fixture
+def index(postgresql_url: str) -> Iterator[PgIndex]:
+    idx = PgIndex(postgresql_url, pool_size=6)
+    yield idx
+    idx.close()
+
+
+class TestPgIndex(IndexContract):
+    pass
+
+
+def test_schema_version_recorded_and_reopened(postgresql_url: str) -> None:
+    PgIndex(postgresql_url).close()
+    idx = PgIndex(postgresql_url)  # a second node finds the schema and uses it
+    try:
+        with idx.pool.connection() as conn:
+            row = conn.execute("SELECT version FROM webpacs_schema").fetchall()
+        assert row == [(schema.SCHEMA_VERSION,)]
+    finally:
+        idx.close()
+
+
+def test_newer_schema_refuses_to_start_naming_the_command(postgresql_url: str) -> None:
+    idx = PgIndex(postgresql_url)
+    with idx.pool.connection() as conn:
+        conn.execute("UPDATE webpacs_schema SET version = %s", (schema.SCHEMA_VERSION + 1,))
+    idx.close()
+    with pytest.raises(ConfigError, match="webpacs migrate") as e:
+        PgIndex(postgresql_url)
+    assert "password" not in str(e.value) and postgresql_url not in str(e.value)
+
+
+def test_a_change_wakes_a_listener(postgresql_url: str, tmp_path: Path) -> None:
+    idx = PgIndex(postgresql_url)
+    try:
+        assert not idx.wait_for_change(0.2)  # nothing committed: the wait times out
+        woke: list[bool] = []
+        t = threading.Thread(target=lambda: woke.append(idx.wait_for_change(30)))
+        t.start()
+        blobs = FileBlobs(tmp_path / "blobs")
+        n = 0
+        while t.is_alive():  # new instances until the listener listens and hears one
+            n += 1
+            ingest(idx, blobs, make_instance({}, SOPInstanceUID=f"1.2.826.0.1.3680043.8.498.{n}"))
+            t.join(0.2)
+        assert woke == [True]
+    finally:
+        idx.close()
