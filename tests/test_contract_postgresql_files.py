@@ -71,3 +71,51 @@ def test_a_change_wakes_a_listener(postgresql_url: str, tmp_path: Path) -> None:
         assert woke == [True]
     finally:
         idx.close()
+
+
+def _cli_env(url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "WEBPACS_INDEX": "postgresql",
+        "WEBPACS_POSTGRESQL_URL": url,
+        "WEBPACS_DATADIR": str(tmp_path / "data"),
+        "HOME": str(tmp_path),
+    }
+
+
+def test_migrate_command_and_registry(postgresql_url: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from webpacs.cli.main import main
+
+    runner = CliRunner()
+    env = _cli_env(postgresql_url, tmp_path)
+    done = runner.invoke(main, ["migrate"], env=env, catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert "postgresql index" in done.output
+    idx = PgIndex(postgresql_url)
+    with idx.pool.connection() as conn:
+        conn.execute("UPDATE webpacs_schema SET version = 999")
+    idx.close()
+    refused = runner.invoke(main, ["migrate"], env=env)
+    assert refused.exit_code != 0
+    assert "version 999" in refused.output and "webpacs migrate" in refused.output
+
+
+def test_deriver_woken_by_notify(postgresql_url: str, tmp_path: Path) -> None:
+    from webpacs.deriver import Deriver
+
+    idx = PgIndex(postgresql_url)
+    blobs = FileBlobs(tmp_path / "blobs")
+    deriver = Deriver(idx, blobs, interval=600)  # polling alone would wait ten minutes
+    deriver.remember("http://x/dicomweb")
+    deriver.start()
+    try:
+        r = ingest(idx, blobs, make_instance({}))
+        for _ in range(300):
+            if list(blobs.keys(f"derived/{r.study_uid}/{r.series_uid}/")):
+                break
+            threading.Event().wait(0.1)
+        assert list(blobs.keys(f"derived/{r.study_uid}/{r.series_uid}/"))
+    finally:
+        deriver.stop()
+        idx.close()
