@@ -2,7 +2,7 @@
 
 The tables and their statements are ``storage.sqltables``' (shared with PostgreSQL);
 here are the connections, the schema in SQLite's types and the translation of QIDO
-conditions to SQLite (``GLOB`` for wildcards).
+wildcards to SQLite (``GLOB``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from webpacs.core.attributes import Level
-from webpacs.core.query import Condition, Query
+from webpacs.core.query import Query
 from webpacs.errors import StorageError
 from webpacs.storage import rows, sqltables
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
@@ -66,7 +66,8 @@ def _schema() -> str:
     """
 
 
-def _glob_escape(pattern: str) -> str:
+def _glob(pattern: str) -> str:
+    """A DICOM wildcard value as a GLOB pattern: ``*`` and ``?`` are GLOB's own."""
     out = []
     for ch in pattern:
         if ch == "[":
@@ -78,62 +79,15 @@ def _glob_escape(pattern: str) -> str:
     return "".join(out)
 
 
-def _like_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def condition_sql(cond: Condition, column: str) -> tuple[str, list[Any]]:
-    """SQL for one QIDO condition on ``column`` (PS3.4 C.2.2.2 matching)."""
-    v = cond.values
-    if cond.attribute.keyword == "ModalitiesInStudy":
-        marks = ",".join("?" * len(v))
-        if cond.kind == "wildcard":
-            return (
-                "EXISTS (SELECT 1 FROM series m WHERE m.study_uid = st.study_uid"
-                " AND m.modality GLOB ?)",
-                [_glob_escape(v[0])],
-            )
-        return (
-            "EXISTS (SELECT 1 FROM series m WHERE m.study_uid = st.study_uid"
-            f" AND m.modality IN ({marks}))",
-            list(v),
-        )
-    if cond.kind == "range":
-        lo, hi = v
-        parts, args = [], []
-        if lo:
-            parts.append(f"{column} >= ?")
-            args.append(lo)
-        if hi:
-            parts.append(f"{column} <= ?")
-            args.append(hi)
-        if not parts:
-            return "1", []
-        return "(" + " AND ".join(parts) + f" AND {column} IS NOT NULL)", args
-    if cond.kind == "list":
-        return f"{column} IN ({','.join('?' * len(v))})", list(v)
-    if cond.kind == "wildcard":
-        if cond.fuzzy:
-            return f"lower({column}) GLOB ?", [_glob_escape(v[0].lower())]
-        return f"{column} GLOB ?", [_glob_escape(v[0])]
-    # single
-    if cond.fuzzy:
-        words = f"(' ' || replace(replace(replace(lower({column}), '^', ' '), '=', ' '), ',', ' '))"
-        return (
-            f"(lower({column}) = ? OR {words} LIKE ? ESCAPE '\\')",
-            [v[0].lower(), "% " + _like_escape(v[0].lower()) + "%"],
-        )
-    return f"{column} = ?", [v[0]]
-
-
 TABLES = Tables(
     Dialect(
         placeholder="?",
+        match_op="GLOB",
+        pattern=_glob,
         integer="CAST({} AS INTEGER)",
         modalities="group_concat(DISTINCT modality)",
         no_limit="LIMIT -1",
-    ),
-    condition_sql,
+    )
 )
 
 

@@ -51,6 +51,8 @@ class Dialect:
     """What differs between the SQL backends' statements."""
 
     placeholder: str  # "?" (sqlite3) or "%s" (psycopg)
+    match_op: str  # the operator matching a pattern: "GLOB" (SQLite) or "LIKE"
+    pattern: Callable[[str], str]  # a DICOM wildcard value (``*``, ``?``) as its pattern
     integer: str  # an expression turning column {} into an integer for sorting
     modalities: str  # an aggregate joining DISTINCT modality with ","
     no_limit: str  # what stands for LIMIT when only OFFSET is given
@@ -68,7 +70,44 @@ def _translate(text: str, placeholder: str) -> str:
     return text if placeholder == "?" else text.replace("?", placeholder)
 
 
-ConditionSql = Callable[[Condition, str], tuple[str, list[Any]]]
+def like_escape(value: str) -> str:
+    """``value`` matched literally inside a LIKE pattern (``ESCAPE '\\'``)."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def condition_sql(d: Dialect, cond: Condition, column: str) -> tuple[str, list[Any]]:
+    """SQL for one QIDO condition on ``column`` (PS3.4 C.2.2.2 matching)."""
+    v = cond.values
+    if cond.attribute.keyword == "ModalitiesInStudy":
+        inner = "SELECT 1 FROM series m WHERE m.study_uid = st.study_uid AND m.modality"
+        if cond.kind == "wildcard":
+            return f"EXISTS ({inner} {d.match_op} ?)", [d.pattern(v[0])]
+        return f"EXISTS ({inner} IN ({','.join('?' * len(v))}))", list(v)
+    if cond.kind == "range":
+        lo, hi = v
+        parts, args = [], []
+        if lo:
+            parts.append(f"{column} >= ?")
+            args.append(lo)
+        if hi:
+            parts.append(f"{column} <= ?")
+            args.append(hi)
+        if not parts:
+            return "1 = 1", []
+        return "(" + " AND ".join(parts) + f" AND {column} IS NOT NULL)", args
+    if cond.kind == "list":
+        return f"{column} IN ({','.join('?' * len(v))})", list(v)
+    if cond.kind == "wildcard":
+        if cond.fuzzy:
+            return f"lower({column}) {d.match_op} ?", [d.pattern(v[0].lower())]
+        return f"{column} {d.match_op} ?", [d.pattern(v[0])]
+    if cond.fuzzy:  # any word of a name component starts with the value (PS3.4 C.2.2.2.4)
+        words = f"(' ' || replace(replace(replace(lower({column}), '^', ' '), '=', ' '), ',', ' '))"
+        return (
+            f"(lower({column}) = ? OR {words} LIKE ? ESCAPE '\\')",
+            [v[0].lower(), "% " + like_escape(v[0].lower()) + "%"],
+        )
+    return f"{column} = ?", [v[0]]
 
 
 def _level_row(summary: rows.Summary) -> dict[str, Any]:
@@ -90,9 +129,8 @@ def record(row: Any) -> InstanceRecord:
 class Tables:
     """The index's statements in one SQL dialect."""
 
-    def __init__(self, dialect: Dialect, condition_sql: ConditionSql) -> None:
+    def __init__(self, dialect: Dialect) -> None:
         self.d = dialect
-        self.condition_sql = condition_sql
 
     def _x(self, db: Db, sql: str, args: Any = ()) -> Any:
         return db.execute(self.d.sql(sql), args)
@@ -353,7 +391,7 @@ class Tables:
             column = f"{ALIAS[a.level]}.{a.column}"
             if a.keyword in _OWN_UIDS:
                 column = f"{ALIAS[a.level]}.{UID_COL[a.level]}"
-            clause, cargs = self.condition_sql(cond, column)
+            clause, cargs = condition_sql(self.d, cond, column)
             where.append(clause)
             args += cargs
         if where:

@@ -25,7 +25,7 @@ from webpacs.errors import StorageError
 from webpacs.storage import rows
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
 from webpacs.storage.postgresql import schema
-from webpacs.storage.postgresql.sql import condition_sql
+from webpacs.storage.postgresql.sql import like_pattern
 from webpacs.storage.sqltables import Dialect, Tables
 
 log = logging.getLogger("webpacs.index")
@@ -35,13 +35,14 @@ _RETRIES = 5
 TABLES = Tables(
     Dialect(
         placeholder="%s",
+        match_op="LIKE",
+        pattern=like_pattern,
         integer="webpacs_int({})",
         modalities="string_agg(DISTINCT modality, ',')",
         no_limit="LIMIT ALL",
         before_change=f"SELECT pg_advisory_xact_lock({schema.CHANGES_LOCK})",
-        after_change=f"SELECT pg_notify('{schema.CHANNEL}', %s)",
-    ),
-    condition_sql,
+        after_change=f"SELECT pg_notify('{schema.CHANNEL}', ?)",
+    )
 )
 
 
