@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from webpacs.core.attributes import Level
-from webpacs.core.query import Query
 from webpacs.errors import StorageError
-from webpacs.storage import rows, sqltables
-from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
-from webpacs.storage.sqltables import Dialect, Tables
+from webpacs.storage import sqltables
+from webpacs.storage.base import InstanceRecord, Outcome
+from webpacs.storage.sqltables import Dialect, Tables, TablesReads
 
 log = logging.getLogger("webpacs.index")
 T = TypeVar("T")
@@ -91,10 +90,11 @@ TABLES = Tables(
 )
 
 
-class SqliteIndex:
+class SqliteIndex(TablesReads):
     """``Index`` on one SQLite file (WAL): concurrent readers, one writer at a time."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.tables = TABLES
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -167,13 +167,6 @@ class SqliteIndex:
             except sqlite3.Error as e:
                 raise StorageError(f"index write failed: {e}") from e
 
-    def _read(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        try:
-            cur = self._conn().execute(sql, args)
-            return cur.fetchall()
-        except sqlite3.Error as e:
-            raise StorageError(f"index read failed: {e}") from e
-
     def close(self) -> None:
         with self._all_lock:
             for c in self._all:
@@ -201,32 +194,3 @@ class SqliteIndex:
             return fn(self._conn(), *args)
         except sqlite3.Error as e:
             raise StorageError(f"index read failed: {e}") from e
-
-    def get(self, sop_uid: str) -> InstanceRecord | None:
-        return self._reading(TABLES.get, sop_uid)
-
-    def instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-    ) -> list[InstanceRecord]:
-        return self._reading(TABLES.select, study_uid, series_uid, sop_uid)
-
-    def series_version(self, study_uid: str, series_uid: str) -> str | None:
-        return self._reading(TABLES.series_version, study_uid, series_uid)
-
-    def study_series(self, study_uid: str) -> list[str]:
-        return self._reading(TABLES.study_series, study_uid)
-
-    def study_conflicts(self, study_uid: str) -> list[dict[str, Any]]:
-        return self._reading(TABLES.study_conflicts, study_uid)
-
-    def changes(self, since: int = 0, limit: int = 1000) -> list[Change]:
-        return self._reading(TABLES.changes, since, limit)
-
-    def metadata(self, sop_uids: list[str]) -> dict[str, rows.Json]:
-        """DICOM JSON of instances by SOP Instance UID (the representative ones of a page)."""
-        return self._reading(TABLES.metadata, sop_uids)
-
-    def search(self, query: Query) -> SearchResult:
-        sql, args = TABLES.search_sql(query)
-        found = self._read(sql, args)
-        return SearchResult(*TABLES.rows(query, found, self.metadata))

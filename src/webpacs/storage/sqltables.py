@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -23,8 +23,9 @@ from webpacs.core.attributes import STORED, Attribute, Level
 from webpacs.core.dicomjson import project
 from webpacs.core.query import Condition, Query
 from webpacs.storage import rows
-from webpacs.storage.base import Change, InstanceRecord, Outcome
+from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
 
+T = TypeVar("T")
 TABLE = {Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
 UID_COL = {Level.STUDY: "study_uid", Level.SERIES: "series_uid", Level.INSTANCE: "sop_uid"}
 ALIAS = {Level.PATIENT: "st", Level.STUDY: "st", Level.SERIES: "se", Level.INSTANCE: "i"}
@@ -414,3 +415,42 @@ class Tables:
             found = found[: query.limit]
         candidates, source = rows.from_columns(query.level, found, metadata)
         return rows.build_rows(query, candidates, source), truncated
+
+
+class TablesReads:
+    """The read half of ``Index`` for a backend on ``Tables``: the backend sets ``tables``
+    and implements ``_reading`` (its connection, its driver's errors translated)."""
+
+    tables: Tables
+
+    def _reading(self, fn: Callable[..., T], *args: Any) -> T:
+        raise NotImplementedError
+
+    def get(self, sop_uid: str) -> InstanceRecord | None:
+        return self._reading(self.tables.get, sop_uid)
+
+    def instances(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> list[InstanceRecord]:
+        return self._reading(self.tables.select, study_uid, series_uid, sop_uid)
+
+    def series_version(self, study_uid: str, series_uid: str) -> str | None:
+        return self._reading(self.tables.series_version, study_uid, series_uid)
+
+    def study_series(self, study_uid: str) -> list[str]:
+        return self._reading(self.tables.study_series, study_uid)
+
+    def study_conflicts(self, study_uid: str) -> list[dict[str, Any]]:
+        return self._reading(self.tables.study_conflicts, study_uid)
+
+    def changes(self, since: int = 0, limit: int = 1000) -> list[Change]:
+        return self._reading(self.tables.changes, since, limit)
+
+    def metadata(self, sop_uids: list[str]) -> dict[str, rows.Json]:
+        """DICOM JSON of instances by SOP Instance UID (the representative ones of a page)."""
+        return self._reading(self.tables.metadata, sop_uids)
+
+    def search(self, query: Query) -> SearchResult:
+        sql, args = self.tables.search_sql(query)
+        found = self._reading(lambda db: db.execute(sql, args).fetchall())
+        return SearchResult(*self.tables.rows(query, found, self.metadata))

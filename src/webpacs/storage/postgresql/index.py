@@ -20,13 +20,11 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from webpacs.config import Settings
-from webpacs.core.query import Query
 from webpacs.errors import StorageError
-from webpacs.storage import rows
-from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
+from webpacs.storage.base import InstanceRecord, Outcome
 from webpacs.storage.postgresql import schema
 from webpacs.storage.postgresql.sql import like_pattern
-from webpacs.storage.sqltables import Dialect, Tables
+from webpacs.storage.sqltables import Dialect, Tables, TablesReads
 
 log = logging.getLogger("webpacs.index")
 T = TypeVar("T")
@@ -46,11 +44,11 @@ TABLES = Tables(
 )
 
 
-class PgIndex:
+class PgIndex(TablesReads):
     """``Index`` on one PostgreSQL database (the tables in its ``search_path``)."""
 
     def __init__(self, url: str, *, pool_size: int = 8, timeout: float = 30.0) -> None:
-        self.url = url
+        self.tables = TABLES
         try:
             self.pool = ConnectionPool(
                 url, min_size=1, max_size=max(1, pool_size), timeout=timeout, open=False,
@@ -116,35 +114,9 @@ class PgIndex:
     ) -> list[InstanceRecord]:
         return self._run(TABLES.delete, study_uid, series_uid, sop_uid, lock=study_uid)
 
-    # -- reads -----------------------------------------------------------------------------
-    def get(self, sop_uid: str) -> InstanceRecord | None:
-        return self._run(TABLES.get, sop_uid)
-
-    def instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-    ) -> list[InstanceRecord]:
-        return self._run(TABLES.select, study_uid, series_uid, sop_uid)
-
-    def series_version(self, study_uid: str, series_uid: str) -> str | None:
-        return self._run(TABLES.series_version, study_uid, series_uid)
-
-    def study_series(self, study_uid: str) -> list[str]:
-        return self._run(TABLES.study_series, study_uid)
-
-    def study_conflicts(self, study_uid: str) -> list[dict[str, Any]]:
-        return self._run(TABLES.study_conflicts, study_uid)
-
-    def changes(self, since: int = 0, limit: int = 1000) -> list[Change]:
-        return self._run(TABLES.changes, since, limit)
-
-    def metadata(self, sop_uids: list[str]) -> dict[str, rows.Json]:
-        """DICOM JSON of instances by SOP Instance UID (the representative ones of a page)."""
-        return self._run(TABLES.metadata, sop_uids)
-
-    def search(self, query: Query) -> SearchResult:
-        sql, args = TABLES.search_sql(query)
-        found = self._run(lambda conn: conn.execute(sql, args).fetchall())
-        return SearchResult(*TABLES.rows(query, found, self.metadata))
+    # -- reads (TablesReads) ----------------------------------------------------------------
+    def _reading(self, fn: Callable[..., T], *args: Any) -> T:
+        return self._run(fn, *args)
 
     # -- change notifications --------------------------------------------------------------
     def wait_for_change(self, timeout: float) -> bool:
