@@ -725,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
     if scale is None:
         scale = 1_000_000 if args.size == "standard" else 20_000
     scale_rows = qido_scale.measure(scale, 200, http=True) if scale else []
+    if scale and "postgresql+files" in backends:
+        scale_rows += qido_scale.measure(scale, 200, http=True, index="postgresql")
 
     descriptions = {w.name: w.description for w in load.read_workloads(manifest)}
     descriptions.update(

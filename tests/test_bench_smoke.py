@@ -190,6 +190,16 @@ def test_runner_postgresql_files_beside_sqlite_files(
     assert rows["wado-series-metadata"]["postgresql_files_ratio"] is not None
 
 
+def test_qido_scale_script_on_postgresql(postgresql_server: int) -> None:
+    from bench import qido_scale
+
+    rows = qido_scale.measure(2_000, 5, http=True, index="postgresql")
+    assert [(r["where"], r["index"]) for r in rows] == [("in process", "postgresql")] * 2 + [
+        ("over HTTP", "postgresql")
+    ] * 2
+    assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
+
+
 def test_qido_scale_script() -> None:
     from bench import qido_scale
 
