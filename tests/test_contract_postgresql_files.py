@@ -119,3 +119,13 @@ def test_deriver_woken_by_notify(postgresql_url: str, tmp_path: Path) -> None:
     finally:
         deriver.stop()
         idx.close()
+
+
+def test_unreachable_server_is_a_storage_error_without_the_password() -> None:
+    from tests.conftest import free_port
+    from webpacs.errors import StorageError
+
+    url = f"postgresql://webpacs:s3cret-pw@127.0.0.1:{free_port()}/webpacs"
+    with pytest.raises(StorageError, match="cannot connect") as e:
+        PgIndex(url, timeout=2)
+    assert "s3cret-pw" not in str(e.value)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any, TypeVar
 
 import psycopg
@@ -55,7 +55,9 @@ class PgIndex(TablesReads):
                 name="webpacs-index",
             )  # fmt: skip
             self.pool.open(wait=True, timeout=timeout)
-        except (psycopg.Error, Exception) as e:
+        except Exception as e:  # psycopg.Error, or the pool's timeout
+            with suppress(Exception):
+                self.pool.close()
             raise StorageError(f"cannot connect to PostgreSQL: {_reason(e)}") from None
         try:
             with self.pool.connection() as conn:
