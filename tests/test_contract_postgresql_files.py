@@ -129,3 +129,34 @@ def test_unreachable_server_is_a_storage_error_without_the_password() -> None:
     with pytest.raises(StorageError, match="cannot connect") as e:
         PgIndex(url, timeout=2)
     assert "s3cret-pw" not in str(e.value)
+
+
+def test_an_older_schema_is_migrated_on_start(
+    postgresql_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    idx = PgIndex(postgresql_url)  # written by "the earlier release" (version 1)
+    r = ingest(idx, FileBlobs(tmp_path / "blobs"), make_instance({}))
+    idx.close()
+    step = "ALTER TABLE studies ADD COLUMN note TEXT"
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", schema.SCHEMA_VERSION + 1)
+    monkeypatch.setitem(schema.MIGRATIONS, schema.SCHEMA_VERSION - 1, step)
+    idx = PgIndex(postgresql_url)  # "the next release" migrates, and keeps the data
+    try:
+        with idx.pool.connection() as conn:
+            assert conn.execute("SELECT version FROM webpacs_schema").fetchall() == [
+                (schema.SCHEMA_VERSION,)
+            ]
+            conn.execute("SELECT note FROM studies")  # the migration ran
+        assert idx.get(r.sop_uid) is not None
+    finally:
+        idx.close()
+
+
+def test_tables_without_a_version_are_refused(postgresql_url: str) -> None:
+    PgIndex(postgresql_url).close()
+    import psycopg
+
+    with psycopg.connect(postgresql_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE webpacs_schema")
+    with pytest.raises(ConfigError, match="without a schema version"):
+        PgIndex(postgresql_url)
