@@ -23,12 +23,27 @@ from webpacs.config import Settings
 from webpacs.errors import StorageError
 from webpacs.storage.base import InstanceRecord, Outcome
 from webpacs.storage.postgresql import schema
-from webpacs.storage.postgresql.sql import like_pattern
 from webpacs.storage.sqltables import Dialect, Tables, TablesReads
 
 log = logging.getLogger("webpacs.index")
 T = TypeVar("T")
 _RETRIES = 5
+
+
+def like_pattern(pattern: str) -> str:
+    """A DICOM wildcard value (``*``, ``?``) as a LIKE pattern (``\\`` escapes)."""
+    out = []
+    for ch in pattern:
+        if ch in "\\%_":
+            out.append("\\" + ch)
+        elif ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        else:
+            out.append(ch)
+    return "".join(out)
+
 
 TABLES = Tables(
     Dialect(
