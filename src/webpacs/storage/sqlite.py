@@ -65,24 +65,11 @@ def _schema() -> str:
     """
 
 
-def _glob(pattern: str) -> str:
-    """A DICOM wildcard value as a GLOB pattern: ``*`` and ``?`` are GLOB's own."""
-    out = []
-    for ch in pattern:
-        if ch == "[":
-            out.append("[[]")
-        elif ch == "]":
-            out.append("[]]")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 TABLES = Tables(
     Dialect(
         placeholder="?",
         match_op="GLOB",
-        pattern=_glob,
+        wildcards={"[": "[[]", "]": "[]]"},  # GLOB's own * and ? are DICOM's
         integer="CAST({} AS INTEGER)",
         modalities="group_concat(DISTINCT modality)",
         no_limit="LIMIT -1",

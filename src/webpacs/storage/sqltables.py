@@ -53,7 +53,10 @@ class Dialect:
 
     placeholder: str  # "?" (sqlite3) or "%s" (psycopg)
     match_op: str  # the operator matching a pattern: "GLOB" (SQLite) or "LIKE"
-    pattern: Callable[[str], str]  # a DICOM wildcard value (``*``, ``?``) as its pattern
+    #: how each special character of a DICOM wildcard value (``*``, ``?``) or of the
+    #: operator's pattern syntax is written in a pattern; other characters stand for
+    #: themselves
+    wildcards: dict[str, str]
     integer: str  # an expression turning column {} into an integer for sorting
     modalities: str  # an aggregate joining DISTINCT modality with ","
     no_limit: str  # what stands for LIMIT when only OFFSET is given
@@ -64,6 +67,10 @@ class Dialect:
 
     def sql(self, text: str) -> str:
         return _translate(text, self.placeholder)
+
+    def pattern(self, value: str) -> str:
+        """A DICOM wildcard value as a ``match_op`` pattern."""
+        return "".join(self.wildcards.get(ch, ch) for ch in value)
 
 
 @lru_cache(maxsize=1024)

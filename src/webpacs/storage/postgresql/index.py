@@ -30,26 +30,11 @@ T = TypeVar("T")
 _RETRIES = 5
 
 
-def like_pattern(pattern: str) -> str:
-    """A DICOM wildcard value (``*``, ``?``) as a LIKE pattern (``\\`` escapes)."""
-    out = []
-    for ch in pattern:
-        if ch in "\\%_":
-            out.append("\\" + ch)
-        elif ch == "*":
-            out.append("%")
-        elif ch == "?":
-            out.append("_")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 TABLES = Tables(
     Dialect(
         placeholder="%s",
         match_op="LIKE",
-        pattern=like_pattern,
+        wildcards={"\\": "\\\\", "%": "\\%", "_": "\\_", "*": "%", "?": "_"},  # LIKE, \\ escapes
         integer="webpacs_int({})",
         modalities="string_agg(DISTINCT modality, ',')",
         no_limit="LIMIT ALL",
