@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run    - install, load the sample studies, serve DICOMweb on http://$(HOST):$(PORT)/dicomweb"
 	@echo "make test   - install test dependencies and run the whole suite"
-	@echo "make bench  - run the benchmarks under bench/ (ANCHOR=orthanc, BACKENDS=sqlite+files,couchdb+s3)"
+	@echo "make bench  - run the benchmarks under bench/ (ANCHOR=orthanc, BACKENDS=sqlite+files,couchdb+s3,postgresql+files)"
 	@echo "make lint   - ruff check, ruff format --check, mypy"
 	@echo "make viewer - fetch OHIF 3 (npm @ohif/app) for the viewer that webpacs serve hosts at /viewer/"
 

@@ -1,13 +1,15 @@
 """QIDO at scale: study searches over an index of N synthetic instances.
 
     python bench/qido_scale.py [--instances 1000000] [--queries 200] [--http]
+        [--index sqlite|postgresql]
 
-Builds an embedded (SQLite) index of ``N`` synthetic instance rows (studies of 50
-instances in 4 series, one study per patient) directly with SQL -- ingesting a million
-Part 10 objects would take hours and measure ingest, not search -- then times study
-searches by PatientID and by a one-month StudyDate range (``limit=100``, a worklist
-page) through ``SqliteIndex.search`` in process and, with ``--http``, over HTTP against
-``webpacs serve`` started on the same data directory.
+Builds an index of ``N`` synthetic instance rows (studies of 50 instances in 4 series,
+one study per patient) directly with SQL -- ingesting a million Part 10 objects would
+take hours and measure ingest, not search -- then times study searches by PatientID and
+by a one-month StudyDate range (``limit=100``, a worklist page) through the index's
+``search`` in process and, with ``--http``, over HTTP against ``webpacs serve`` started
+on the same index. The index is the embedded SQLite one, or (``--index postgresql``) a
+PostgreSQL started for the run (``bench/postgres.py``), filled with ``COPY``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,10 @@ if __package__ in (None, ""):
 import httpx
 import orjson
 
+from bench import postgres
 from webpacs.core.attributes import Level
 from webpacs.core.query import parse_qido
+from webpacs.storage.base import Index
 from webpacs.storage.sqlite import SqliteIndex
 
 PER_STUDY, SERIES_PER_STUDY = 50, 4
@@ -42,11 +46,46 @@ ROOT = "1.2.826.0.1.3680043.8.498.9"
 Params = list[tuple[str, str]]
 
 
+Rows = list[tuple[Any, ...]]
+Sink = Callable[[Rows, Rows, Rows], None]
+
+
 def build(path: Path, instances: int) -> int:
     """Write ``instances`` synthetic rows into a new index at ``path``; returns the studies."""
     SqliteIndex(path).close()  # creates the schema
     db = sqlite3.connect(path)
     db.execute("PRAGMA synchronous=OFF")
+    studies = generate(instances, lambda st, se, i: _flush(db, st, se, i))
+    db.execute("ANALYZE")
+    db.close()
+    return studies
+
+
+def build_postgresql(url: str, instances: int) -> int:
+    """The same rows in the PostgreSQL database at ``url`` (``COPY``); returns the studies."""
+    import psycopg
+
+    from webpacs.storage.postgresql import PgIndex
+
+    PgIndex(url).close()  # creates the schema
+    with psycopg.connect(url) as conn:
+
+        def copy(st: Rows, se: Rows, inst: Rows) -> None:
+            for table, columns, rows in (("studies", _ST, st), ("series", _SE, se),
+                                         ("instances", _IN, inst)):  # fmt: skip
+                with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as cp:
+                    for r in rows:
+                        cp.write_row(r)
+            conn.commit()
+
+        studies = generate(instances, copy)
+        conn.execute("ANALYZE")
+        conn.commit()
+    return studies
+
+
+def generate(instances: int, sink: Sink) -> int:
+    """Hand the synthetic rows to ``sink`` in batches; returns the number of studies."""
     studies = max(1, instances // PER_STUDY)
     per_series = PER_STUDY // SERIES_PER_STUDY
     st_rows: list[tuple[Any, ...]] = []
@@ -82,11 +121,20 @@ def build(path: Path, instances: int) -> int:
                      f"objects/{sop}", 0, "0", float(s), str(i + 1), b"{}", b"{}", b"{}", b"{}")
                 )  # fmt: skip
         if len(in_rows) >= 200_000 or s == studies - 1:
-            _flush(db, st_rows, se_rows, in_rows)
+            sink(st_rows, se_rows, in_rows)
             st_rows, se_rows, in_rows = [], [], []
-    db.execute("ANALYZE")
-    db.close()
     return studies
+
+
+_ST = (
+    "study_uid, patientid, patientname, studydate, studytime, json, rep_sop, latest,"
+    " num_series, num_instances, modalities"
+)
+_SE = "series_uid, study_uid, modality, seriesnumber, json, rep_sop, latest, num_instances, version"
+_IN = (
+    "sop_uid, series_uid, study_uid, sop_class_uid, transfer_syntax, blob_key, size, digest,"
+    " received, instancenumber, json, metadata, framemap, attributes"
+)
 
 
 def _flush(
@@ -95,22 +143,10 @@ def _flush(
     series: list[tuple[Any, ...]],
     instances: list[tuple[Any, ...]],
 ) -> None:
-    db.executemany(
-        "INSERT INTO studies (study_uid, patientid, patientname, studydate, studytime, json,"
-        " rep_sop, latest, num_series, num_instances, modalities) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        studies,
-    )
-    db.executemany(
-        "INSERT INTO series (series_uid, study_uid, modality, seriesnumber, json, rep_sop,"
-        " latest, num_instances, version) VALUES (?,?,?,?,?,?,?,?,?)",
-        series,
-    )
-    db.executemany(
-        "INSERT INTO instances (sop_uid, series_uid, study_uid, sop_class_uid, transfer_syntax,"
-        " blob_key, size, digest, received, instancenumber, json, metadata, framemap,"
-        " attributes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        instances,
-    )
+    for table, columns, rows in (("studies", _ST, studies), ("series", _SE, series),
+                                 ("instances", _IN, instances)):  # fmt: skip
+        marks = ",".join("?" * len(columns.split(",")))
+        db.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
     db.commit()
 
 
@@ -132,13 +168,15 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def server(data: Path) -> Iterator[str]:
+def server(data: Path, config: Path | None = None) -> Iterator[str]:
     """``webpacs serve`` (one worker, no DIMSE) on ``data``, on a free loopback port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "webpacs", "serve", "--data-dir", str(data), "--port",
            str(port), "--workers", "1", "--no-dimse"]  # fmt: skip
+    if config is not None:
+        cmd += ["-c", str(config)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/dicomweb"
     try:
@@ -157,37 +195,63 @@ def server(data: Path) -> Iterator[str]:
         proc.wait(timeout=30)
 
 
-def measure(instances: int, n: int, http: bool) -> list[dict[str, Any]]:
+def measure(instances: int, n: int, http: bool, index: str = "sqlite") -> list[dict[str, Any]]:
     """Build the index, run the queries; one row per (query kind, in process | HTTP)."""
+    if index == "postgresql":
+        with postgres.local_postgresql(durable=True) as port:
+            url = postgres.create_database(port, "webpacs_qido_scale")
+            return _measure(instances, n, http, url)
+    return _measure(instances, n, http, None)
+
+
+def _measure(instances: int, n: int, http: bool, pg_url: str | None) -> list[dict[str, Any]]:
     data = Path(tempfile.mkdtemp(prefix="webpacs-qido-scale-"))
     rows: list[dict[str, Any]] = []
+    kind = "sqlite" if pg_url is None else "postgresql"
+    config = None
+    if pg_url is not None:
+        config = data / "webpacs.json5"
+        config.write_text(
+            orjson.dumps({"index": "postgresql", "postgresql": {"url": pg_url}}).decode()
+        )
 
     def row(name: str, where: str, times: list[float]) -> None:
         p50, p99 = percentiles(times)
-        rows.append({"workload": name, "where": where, "instances": instances,
+        rows.append({"workload": name, "where": where, "instances": instances, "index": kind,
                      "p50_ms": round(p50, 2), "p99_ms": round(p99, 2)})  # fmt: skip
-        print(f"{where:10s}  {name:36s} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
+        print(f"{kind:10s}  {where:10s}  {name:36s} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
 
     try:
         t0 = time.monotonic()
-        studies = build(data / "index.sqlite3", instances)
+        if pg_url is None:
+            studies = build(data / "index.sqlite3", instances)
+        else:
+            studies = build_postgresql(pg_url, instances)
         print(f"{instances:,} instances in {studies:,} studies, built in"
               f" {time.monotonic() - t0:.0f} s")  # fmt: skip
         work = queries(studies, n)
-        index = SqliteIndex(data / "index.sqlite3")
+        index: Index
+        if pg_url is None:
+            index = SqliteIndex(data / "index.sqlite3")
+        else:
+            from webpacs.storage.postgresql import PgIndex
+
+            index = PgIndex(pg_url)
         try:
             for name, qs in work.items():
                 times = []
                 for params in qs:
                     q = parse_qido(Level.STUDY, params, max_limit=10000)
                     start = time.perf_counter()
-                    index.search(q)
+                    found = index.search(q)
                     times.append(time.perf_counter() - start)
+                    if "PatientID" in name and len(found.rows) != 1:  # one study per patient
+                        raise RuntimeError(f"{params}: {len(found.rows)} studies, not 1")
                 row(name, "in process", times)
         finally:
             index.close()
         if http:
-            with server(data) as base, httpx.Client(base_url=base, timeout=30) as client:
+            with server(data, config) as base, httpx.Client(base_url=base, timeout=30) as client:
                 for name, qs in work.items():
                     times = []
                     for params in qs:
@@ -205,8 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--instances", type=int, default=1_000_000)
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--http", action="store_true", help="also time the queries over HTTP")
+    p.add_argument("--index", choices=("sqlite", "postgresql"), default="sqlite")
     args = p.parse_args(argv)
-    measure(args.instances, args.queries, args.http)
+    measure(args.instances, args.queries, args.http, args.index)
     return 0
 
 

@@ -1,7 +1,7 @@
 """``make bench``: webpacs (and optionally Orthanc) under the same DICOMweb workloads.
 
     python bench/run.py [--size small|standard] [--anchor orthanc] [--duration 10]
-        [--backends sqlite+files,couchdb+s3] [--instances N]
+        [--backends sqlite+files,couchdb+s3,postgresql+files] [--instances N]
 
 1. generates (or reuses) the dataset (``bench/generate.py``);
 2. starts ``webpacs serve`` on a fresh embedded store (127.0.0.1, a free port) and, with
@@ -9,7 +9,9 @@
    that has only loopback (installing Debian's ``orthanc`` and ``orthanc-dicomweb`` when
    missing); with ``--backends ...,couchdb+s3`` also a pouchdb-server (CouchDB stand-in,
    from ``.npm-tools``) and a moto S3 server on 127.0.0.1, and a second ``webpacs serve``
-   with ``index: couchdb``, ``blobs: s3`` over them;
+   with ``index: couchdb``, ``blobs: s3`` over them; with ``postgresql+files`` a
+   PostgreSQL started for the run (``bench/postgres.py``) and a ``webpacs serve`` with
+   ``index: postgresql`` over it;
 3. stores the dataset in each by STOW-RS (batches of 50), times ``webpacs import`` of
    the same files into another fresh store, and ``webpacs static build`` when that
    command exists;
@@ -48,7 +50,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from bench import load, qido_scale
+from bench import load, postgres, qido_scale
 from bench.generate import SIZES, Manifest, SeriesInfo, StudyInfo, generate
 
 HERE = Path(__file__).resolve().parent
@@ -132,7 +134,11 @@ def webpacs_server(
 
 # -- the scale-out pair: pouchdb-server (CouchDB) + moto (S3), test stand-ins --------
 #: ``--backends`` choices -> the server's label in the table and the results.
-BACKENDS: dict[str, str] = {"sqlite+files": "webpacs", "couchdb+s3": "webpacs (couchdb+s3)"}
+BACKENDS: dict[str, str] = {
+    "sqlite+files": "webpacs",
+    "couchdb+s3": "webpacs (couchdb+s3)",
+    "postgresql+files": "webpacs (postgresql+files)",
+}
 #: Where ``make test`` installs pouchdb-server (``npm install --prefix .npm-tools``).
 NPM_BIN = REPO / ".npm-tools" / "node_modules" / ".bin"
 
@@ -215,6 +221,19 @@ def scaleout_config(workdir: Path, couchdb_url: str, s3_url: str) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(cfg, indent=1))  # JSON is JSON5
     return path
+
+
+@contextlib.contextmanager
+def postgresql_server(workdir: Path, workers: int, log: Path) -> Iterator[tuple[str, int]]:
+    """A local PostgreSQL (``bench.postgres``, fsync on) + ``webpacs serve`` with
+    ``index: postgresql`` over it and files under its data directory; yields (base, pid)."""
+    with postgres.local_postgresql(durable=True) as port:
+        url = postgres.create_database(port, "webpacs_bench")
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / "webpacs-postgresql.json5"
+        config.write_text(json.dumps({"index": "postgresql", "postgresql": {"url": url}}))
+        with webpacs_server(workdir / "data", workers, log, config) as (base, pid):
+            yield base, pid
 
 
 @contextlib.contextmanager
@@ -453,7 +472,8 @@ def summarize(
     results: list[dict[str, Any]], descriptions: dict[str, str], servers: list[str]
 ) -> tuple[Table, list[dict[str, Any]]]:
     """The table: a column group per server; with Orthanc, webpacs/Orthanc and the target;
-    with couchdb+s3, its ratio to sqlite+files (same data, same workload)."""
+    with couchdb+s3 or postgresql+files, its ratio to sqlite+files (same data, same
+    workload)."""
     by = _medians(results)
     order: list[str] = []
     for r in results:
@@ -463,6 +483,8 @@ def summarize(
     pairs: list[tuple[str, str, str]] = []  # (column, numerator, denominator)
     if scaleout in servers and ref in servers:
         pairs.append(("couchdb+s3 / sqlite+files", scaleout, ref))
+    if BACKENDS["postgresql+files"] in servers and ref in servers:
+        pairs.append(("postgresql+files / sqlite+files", BACKENDS["postgresql+files"], ref))
     anchor = "orthanc" in servers and ref in servers
     if anchor:
         pairs.append(("ratio", ref, "orthanc"))
@@ -495,7 +517,8 @@ def summarize(
         for column, num, den in pairs:
             a, b = row.get(num), row.get(den)
             ratio = a / b if a and b else None
-            key = "ratio" if column == "ratio" else "couchdb_s3_ratio"
+            backend = column.split(" /")[0].replace("+", "_")
+            key = "ratio" if column == "ratio" else f"{backend}_ratio"
             row[key] = round(ratio, 2) if ratio else None
             cells.append(f"{ratio:.2f}x" if ratio else "-")
         if anchor:
@@ -610,6 +633,20 @@ def main(argv: list[str] | None = None) -> int:
                 " memory) for CouchDB and moto for S3, not production CouchDB/S3; its peak RSS"
                 " is webpacs' own (pouchdb-server's is in the results JSON)"
             )
+    if "postgresql+files" in backends:
+        try:
+            import psycopg  # noqa: F401
+
+            postgres.program("initdb")
+        except (ImportError, postgres.Unavailable) as e:
+            backends.remove("postgresql+files")
+            notes.append(f"postgresql+files skipped: {e}")
+            console.print(f"[yellow]{notes[-1]}")
+        else:
+            notes.append(
+                "postgresql+files runs on a PostgreSQL started for the run on this machine"
+                " (Debian's, default settings, fsync on)"
+            )
     info = machine()
     if args.anchor == "orthanc":
         info["orthanc"] = ensure_orthanc()
@@ -631,6 +668,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 servers[BACKENDS["couchdb+s3"]] = ([], sbase, spid)
                 pouchdb_rss = stack.enter_context(load.RssSampler(couch_pid, 0.2))
+            if "postgresql+files" in backends:
+                console.print("starting PostgreSQL and webpacs (postgresql+files)...")
+                pbase, ppid = stack.enter_context(
+                    postgresql_server(work / "postgresql", args.workers, work / "pg.log")
+                )
+                servers[BACKENDS["postgresql+files"]] = ([], pbase, ppid)
             if args.anchor == "orthanc":
                 obase, opid, ns = stack.enter_context(
                     orthanc_server(work / "orthanc", work / "orthanc.log")
@@ -682,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
     if scale is None:
         scale = 1_000_000 if args.size == "standard" else 20_000
     scale_rows = qido_scale.measure(scale, 200, http=True) if scale else []
+    if scale and "postgresql+files" in backends:
+        scale_rows += qido_scale.measure(scale, 200, http=True, index="postgresql")
 
     descriptions = {w.name: w.description for w in load.read_workloads(manifest)}
     descriptions.update(

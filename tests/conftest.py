@@ -23,6 +23,8 @@ from webpacs.web.app import create_app
 pytest_plugins = ("tests.browser",)
 
 REQUIRE_SYSTEM_DEPS = os.environ.get("WEBPACS_REQUIRE_SYSTEM_DEPS") == "1"
+#: fixtures kept in their own modules
+pytest_plugins = ["tests.postgresql_support"]
 
 
 def missing(msg: str) -> NoReturn:

@@ -164,6 +164,42 @@ def test_runner_couchdb_s3_beside_sqlite_files(manifest: Manifest, tmp_path: Pat
     assert doc["pouchdb_server_peak_rss_mb"] > 0
 
 
+def test_runner_postgresql_files_beside_sqlite_files(
+    manifest: Manifest, tmp_path: Path, postgresql_server: int
+) -> None:
+    """``--backends sqlite+files,postgresql+files``: a PostgreSQL of its own, same rows."""
+    out = tmp_path / "results"
+    workloads = ["qido-studies-patientid", "wado-series-metadata"]
+    rc = run.main(
+        ["--size", "small", "--cache", str(Path(manifest.root).parent), "--out", str(out),
+         "--backends", "sqlite+files,postgresql+files", "--instances", "60", "--duration",
+         "1", "--connections", "2", "--workers", "1", "--no-import", "--qido-scale", "0",
+         "--workloads", ",".join(workloads)]
+    )  # fmt: skip
+    assert rc == 0
+    (path,) = out.glob("*-small-60inst-postgresql-files.json")
+    doc = json.loads(path.read_text())
+    assert doc["settings"]["backends"] == ["sqlite+files", "postgresql+files"]
+    by = {(r["workload"], r["server"]): r for r in doc["results"]}
+    pg = "webpacs (postgresql+files)"
+    assert by[("stow", pg)]["items"] == 60 and by[("stow", pg)]["errors"] == 0
+    for name in workloads:
+        a, b = by[(name, "webpacs")]["check"], by[(name, pg)]["check"]
+        assert b.get("status") == 200 and a["items"] == b["items"] > 0, name
+    rows = {row["workload"]: row for row in doc["summary"]}
+    assert rows["wado-series-metadata"]["postgresql_files_ratio"] is not None
+
+
+def test_qido_scale_script_on_postgresql(postgresql_server: int) -> None:
+    from bench import qido_scale
+
+    rows = qido_scale.measure(2_000, 5, http=True, index="postgresql")
+    assert [(r["where"], r["index"]) for r in rows] == [("in process", "postgresql")] * 2 + [
+        ("over HTTP", "postgresql")
+    ] * 2
+    assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
+
+
 def test_qido_scale_script() -> None:
     from bench import qido_scale
 

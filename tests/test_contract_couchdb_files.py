@@ -57,7 +57,7 @@ def test_unindexed_query_is_refused_unless_allowed(couchdb_section: dict[str, An
 
 
 def test_design_documents_upgraded(couchdb_section: dict[str, Any]) -> None:
-    from webpacs.storage import couchdb_design as design
+    from webpacs.storage.couchdb import design
 
     idx = open_index(couchdb_section)
     c = idx.client

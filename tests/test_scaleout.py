@@ -1,4 +1,5 @@
-"""Several nodes over one CouchDB + one bucket, and two replicating CouchDB databases.
+"""Several nodes over one CouchDB (or one PostgreSQL) + one bucket, and two replicating
+CouchDB databases.
 
 Servers are real (``start_server``), the CouchDB is pouchdb-server, S3 is moto. The
 replicated databases live on one pouchdb-server; CouchDB replication between two
@@ -73,10 +74,33 @@ def two_nodes(
         b.stop()
 
 
+@pytest.fixture
+def two_pg_nodes(
+    tmp_path: Path, postgresql_url: str, s3_section: dict[str, Any]
+) -> Iterator[tuple[RunningServer, RunningServer]]:
+    pg = {"url": postgresql_url, "poolSize": 4}
+    a = start_server(tmp_path / "a", index="postgresql", postgresql=pg, blobs="s3", s3=s3_section)
+    b = start_server(tmp_path / "b", index="postgresql", postgresql=pg, blobs="s3", s3=s3_section)
+    try:
+        yield a, b
+    finally:
+        a.stop()
+        b.stop()
+
+
 def test_two_nodes_share_one_database_and_bucket(
     two_nodes: tuple[RunningServer, RunningServer],
 ) -> None:
-    a, b = two_nodes
+    share_one_index_and_bucket(*two_nodes)
+
+
+def test_two_postgresql_nodes_share_one_database_and_bucket(
+    two_pg_nodes: tuple[RunningServer, RunningServer],
+) -> None:
+    share_one_index_and_bucket(*two_pg_nodes)
+
+
+def share_one_index_and_bucket(a: RunningServer, b: RunningServer) -> None:
     study, series = generate_uid(), generate_uid()
     first = dataset(study, series, 1)
     DICOMwebClient(a.url).store_instances([first])

@@ -22,8 +22,8 @@ from tests.static_support import (
 )
 from tests.static_walk import file_fetcher, http_fetcher, one_part, walk
 from webpacs.static.build import Options, build_from_files
-from webpacs.static.serve import create_static_app
 from webpacs.static.tree import BOUNDARY, Tree
+from webpacs.web.static_app import create_static_app
 
 #: syntaxes the tree must hold (frames): explicit LE (native and inflated), JPEG baseline,
 #: JPEG lossless, JPEG 2000 (lossless and lossy), RLE

@@ -8,8 +8,8 @@ import httpx
 
 from tests.static_support import ServerThread, path
 from webpacs.static.build import Options, build_from_files
-from webpacs.static.serve import create_static_app
 from webpacs.static.tree import Tree
+from webpacs.web.static_app import create_static_app
 
 
 def test_static_serve_cors(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from webpacs.core.media import frame_media_type
 from webpacs.ingest import ingest
 from webpacs.static.build import Options, build, watch
 from webpacs.static.instance import Thresholds
-from webpacs.static.serve import create_static_app
 from webpacs.static.tree import Tree, read_gz_json
 from webpacs.web.app import create_app
+from webpacs.web.static_app import create_static_app
 
 URLS = {"00081190", "7FE00010"}  # RetrieveURL and PixelData URIs differ by design
 

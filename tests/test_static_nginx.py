@@ -32,8 +32,8 @@ from tests.static_walk import http_fetcher, walk
 from webpacs.cli.main import main
 from webpacs.core.media import UNCOMPRESSED, frame_media_type
 from webpacs.static.build import Options, build_from_files
-from webpacs.static.serve import create_static_app
 from webpacs.static.tree import Tree
+from webpacs.web.static_app import create_static_app
 
 
 @dataclass

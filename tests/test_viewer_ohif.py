@@ -34,7 +34,7 @@ from tests.static_support import ServerThread
 from tests.test_static_nginx import start_nginx
 from webpacs.cli.importer import iter_files, run_import, sample_paths
 from webpacs.cli.main import main
-from webpacs.static.serve import create_static_app
+from webpacs.web.static_app import create_static_app
 from webpacs.web.viewer import dicomweb_source, viewer_routes
 
 #: One study per transfer-syntax family: a pydicom test file (given new UIDs, so that it is

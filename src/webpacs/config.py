@@ -137,6 +137,12 @@ class CouchdbSettings:  # index: "couchdb"
 
 
 @dataclass(frozen=True)
+class PostgresqlSettings:  # index: "postgresql"
+    url: str = "postgresql://127.0.0.1:5432/webpacs"  # libpq URL; password via PGPASSWORD
+    pool_size: int = 8  # connections per process
+
+
+@dataclass(frozen=True)
 class S3Settings:  # blobs: "s3"
     bucket: str = ""
     prefix: str = ""
@@ -166,6 +172,7 @@ SECTIONS: dict[str, type[DataclassInstance]] = {
     "static": StaticSettings,
     "proxy": ProxySettings,
     "couchdb": CouchdbSettings,
+    "postgresql": PostgresqlSettings,
     "s3": S3Settings,
 }
 
@@ -261,6 +268,7 @@ class Settings:
     static: StaticSettings = field(init=False)
     proxy: ProxySettings = field(init=False)
     couchdb: CouchdbSettings = field(init=False)
+    postgresql: PostgresqlSettings = field(init=False)
     s3: S3Settings = field(init=False)
     ae_table: dict[str, AeEntry] = field(init=False)
 

@@ -1,7 +1,7 @@
 """Typed errors raised by core, storage and ingest.
 
 They are translated to HTTP statuses only in ``webpacs.web.errors`` and to DIMSE
-statuses only in ``webpacs.dimse.status``::
+statuses (STOW-RS and DIMSE) only in ``webpacs.core.status``::
 
     WebpacsError
     ├── InvalidRequest          bad query value, bad UID, malformed body   (HTTP 400)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import struct
 import time
 import warnings
 from collections.abc import Iterable
@@ -24,16 +23,14 @@ import orjson
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import (
-    PYDICOM_IMPLEMENTATION_UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
 
+from webpacs.core import part10
 from webpacs.core.attributes import STORED
 from webpacs.core.dicomjson import build_metadata
 from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans
@@ -83,22 +80,6 @@ class Prepared:
 
     record: InstanceRecord
     warnings: list[str]
-
-
-def _skip_meta(data: bytes, pos: int) -> int:
-    """Position just past the group 0002 elements starting at ``pos`` (explicit VR LE)."""
-    while pos + 8 <= len(data):
-        group, _elem = struct.unpack_from("<HH", data, pos)
-        if group != 0x0002:
-            break
-        vr = data[pos + 4 : pos + 6]
-        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV"):
-            (length,) = struct.unpack_from("<L", data, pos + 8)
-            pos += 12 + length
-        else:
-            (length,) = struct.unpack_from("<H", data, pos + 6)
-            pos += 8 + length
-    return pos
 
 
 def _read(data: bytes) -> tuple[Dataset, list[str]]:
@@ -167,11 +148,8 @@ def _normalized_bytes(data: bytes, ds: Dataset) -> tuple[bytes, str, list[str]]:
     has_header = data[128:132] == b"DICM"
     if ts == DeflatedExplicitVRLittleEndian:
         # frames must be range reads: store inflated, in Explicit VR Little Endian
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        buf = io.BytesIO()
-        ds.save_as(buf, enforce_file_format=True)
         notes.append("deflated object stored inflated as Explicit VR Little Endian")
-        return buf.getvalue(), ExplicitVRLittleEndian, notes
+        return part10.storable_bytes(ds, ExplicitVRLittleEndian), ExplicitVRLittleEndian, notes
     if has_header and ts:
         return data, str(ts), notes
     # no (complete) File Meta Information: infer the transfer syntax from how it was read
@@ -184,18 +162,7 @@ def _normalized_bytes(data: bytes, ds: Dataset) -> tuple[bytes, str, list[str]]:
         else:
             ts = ExplicitVRBigEndian
         notes.append(f"no File Meta Information; transfer syntax inferred as {ts.name}")
-    start = _skip_meta(data, 132 if has_header else 0)
-    fm = FileMetaDataset()
-    fm.MediaStorageSOPClassUID = ds.SOPClassUID
-    fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    fm.TransferSyntaxUID = ts
-    fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    fm.ImplementationVersionName = "WEBPACS"
-    out = DicomBytesIO()
-    out.write(b"\0" * 128 + b"DICM")
-    write_file_meta_info(out, fm, enforce_standard=True)
-    out.write(data[start:])
-    return out.getvalue(), str(ts), notes
+    return part10.with_file_meta(data, ds.SOPClassUID, ds.SOPInstanceUID, ts), str(ts), notes
 
 
 def prepare(
@@ -252,7 +219,7 @@ def prepare(
         raise InvalidDicom(f"corrupt DICOM data set: {e}", **details) from e
     if ts == ExplicitVRBigEndian and int(ds.get("BitsAllocated", 8) or 8) > 8:
         fmap.swap = int(ds.BitsAllocated) // 8
-    digest = hashlib.sha256(memoryview(stored)[_skip_meta(stored, 132) :]).hexdigest()
+    digest = hashlib.sha256(memoryview(stored)[part10.skip_meta(stored, 132) :]).hexdigest()
     key = f"objects/{study}/{series}/{sop}.{digest[:20]}.dcm"
     if not blobs.exists(key):
         blobs.put(key, stored)

@@ -187,10 +187,10 @@ def _summary(report: Any, verbose: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, default=8043, show_default=True, help="HTTP port.")
 def serve(root: str, host: str, port: int) -> None:
-    """Serve the static subset of DICOMweb from a tree (see webpacs.static.serve)."""
+    """Serve the static subset of DICOMweb from a tree (see webpacs.web.static_app)."""
     import uvicorn
 
-    from webpacs.static.serve import create_static_app
+    from webpacs.web.static_app import create_static_app
 
     console.print(f"static DICOMweb from {root}: [bold]http://{host}:{port}/studies[/]")
     uvicorn.run(create_static_app(root), host=host, port=port, log_level="warning")

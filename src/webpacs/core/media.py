@@ -26,10 +26,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
 from webpacs.core.multipart import parse_media_type, quote_param, split_header_list
 from webpacs.errors import InvalidRequest, NotAcceptable
 
 __all__ = [
+    "DICOM",
+    "DICOM_JSON",
+    "EXPLICIT_VR_BIG_ENDIAN",
+    "EXPLICIT_VR_LITTLE_ENDIAN",
+    "OCTET_STREAM",
+    "accepts_gzip",
+    "swap_bytes",
     "MEDIA_TYPE_FOR_TRANSFER_SYNTAX",
     "UNCOMPRESSED",
     "MediaRange",
@@ -39,19 +53,26 @@ __all__ = [
     "parse_accept",
 ]
 
-EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+#: The media types of DICOMweb bodies (PS3.18 8.7.3), defined here only.
+DICOM = "application/dicom"
+DICOM_JSON = "application/dicom+json"
+OCTET_STREAM = "application/octet-stream"
+
+#: Transfer syntaxes by pydicom's names, so that no module spells a UID out.
+EXPLICIT_VR_LITTLE_ENDIAN = str(ExplicitVRLittleEndian)
+EXPLICIT_VR_BIG_ENDIAN = str(ExplicitVRBigEndian)
 
 UNCOMPRESSED: frozenset[str] = frozenset(
     {
-        "1.2.840.10008.1.2",  # Implicit VR Little Endian
-        "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-        "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired)
-        "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+        str(ImplicitVRLittleEndian),
+        EXPLICIT_VR_LITTLE_ENDIAN,
+        EXPLICIT_VR_BIG_ENDIAN,  # retired
+        str(DeflatedExplicitVRLittleEndian),
     }
 )
 """Transfer syntaxes whose pixel data is native (not compressed) (PS3.5 section 10)."""
 
-_OCTET = "application/octet-stream"
+_OCTET = OCTET_STREAM
 
 MEDIA_TYPE_FOR_TRANSFER_SYNTAX: dict[str, str] = {
     # PS3.18 Table 8.7.3-2: uncompressed bulk data and pixel data
@@ -256,3 +277,38 @@ def negotiate(
         f"none of the requested media types ({asked or '*/*'}) can be provided; "
         f"available: {available}"
     )
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether ``Content-Encoding: gzip`` is acceptable (RFC 9110 12.5.3).
+
+    It is when the ``gzip`` entry has a ``q`` above 0 or, with no ``gzip`` entry, a ``*``
+    entry does; without any of them it is not (this server then sends identity).
+    """
+    weights: dict[str, float] = {}
+    for item in split_header_list(accept_encoding):
+        name, *params = (p.strip() for p in item.split(";"))
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = 0.0  # a malformed weight is no acceptance
+        weights.setdefault(name.lower(), q)
+    q = weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0)))
+    return q > 0
+
+
+def swap_bytes(data: bytes, width: int) -> bytes:
+    """``data`` with the byte order of every ``width``-byte word reversed (big <-> little
+    endian native pixel data, PS3.5 A.3)."""
+    if width <= 1:
+        return data
+    out = bytearray(len(data))
+    n = len(data) - len(data) % width
+    for i in range(width):
+        out[i:n:width] = data[width - 1 - i : n : width]
+    out[n:] = data[n:]
+    return bytes(out)

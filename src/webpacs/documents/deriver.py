@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from webpacs.documents import metadata, thumbnails
 from webpacs.errors import NotFound, WebpacsError
@@ -78,13 +80,32 @@ class Deriver:
         return len(changes)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        # an index that announces changes (PostgreSQL's NOTIFY) wakes the deriver early
+        wait = getattr(self.index, "wait_for_change", None)
+        while not self._stop.is_set():
+            if wait is None:
+                self._stop.wait(self.interval)
+            else:
+                self._wait_for_change(wait)
+            if self._stop.is_set():
+                return
             try:
                 while self.run_once():
                     if self._stop.is_set():
                         return
             except WebpacsError as e:  # a backend hiccup: try again next round
                 log.warning("derived documents not rebuilt: %s", e)
+
+    def _wait_for_change(self, wait: Callable[[float], bool]) -> None:
+        """Until a change is announced or ``interval`` passes (in short slices, so that
+        ``stop()`` is not kept waiting)."""
+        deadline = time.monotonic() + self.interval
+        while not self._stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            try:
+                if wait(min(left, 1.0)):
+                    return
+            except WebpacsError:
+                self._stop.wait(min(left, 1.0))
 
     def start(self) -> None:
         """Poll the change feed every ``interval`` seconds until ``stop()``."""

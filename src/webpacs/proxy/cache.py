@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from webpacs.documents import metadata
+from webpacs.remove import Target, remove_many
 from webpacs.storage.base import InstanceRecord
 from webpacs.storage.registry import Store
 
@@ -118,17 +118,15 @@ class ProxyCache:
 
     def remove(self, store: Store, entry: CachedSeries) -> int:
         """Delete a retrieved series' instances that are still as retrieved; forget it."""
-        removed = 0
+        ours: list[Target] = []
         for sop, digest in self._instances(entry.study_uid, entry.series_uid):
             rec = store.index.get(sop)
             if rec is None or rec.digest != digest:
                 continue  # deleted, or replaced by a local store since: not ours any more
-            for gone in store.index.delete(rec.study_uid, rec.series_uid, sop):
-                store.blobs.delete(gone.blob_key)
-                removed += 1
-        metadata.drop_series(store.blobs, entry.study_uid, entry.series_uid)
+            ours.append((rec.study_uid, rec.series_uid, sop))
+        removed = remove_many(store, ours)
         self._forget(entry.study_uid, entry.series_uid)
-        return removed
+        return len(removed)
 
     def evict(
         self,

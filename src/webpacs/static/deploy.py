@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from webpacs.core.media import DICOM_JSON
 from webpacs.errors import ConfigError
 from webpacs.static.tree import STATE_FILE, TMP_DIR, read_part
 
-JSON = "application/dicom+json"
+JSON = DICOM_JSON
 
 
 @dataclass

@@ -9,20 +9,18 @@ again with the fragment layout and Basic Offset Table recorded in ``fragments.js
 from __future__ import annotations
 
 import base64
-import io
 import posixpath
 import struct
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID
+from pydicom.dataset import Dataset
 
-from webpacs.core.media import UNCOMPRESSED
+from webpacs.core import part10
+from webpacs.core.media import EXPLICIT_VR_BIG_ENDIAN, UNCOMPRESSED, swap_bytes
 from webpacs.errors import NotFound
-from webpacs.static.instance import AVAILABLE_TS, BIG_ENDIAN
+from webpacs.static.instance import AVAILABLE_TS
 from webpacs.static.tree import instance_dir, read_gz_json, read_mht, series_dir, study_dir
 
 
@@ -40,9 +38,8 @@ def pixel_data(idir: Path, ts: str, bits_allocated: int) -> bytes:
     frames = [read_mht(p) for p in _frame_files(idir)]
     if ts in UNCOMPRESSED:
         data = b"".join(frames)
-        if ts == BIG_ENDIAN and bits_allocated > 8:
-            w = bits_allocated // 8
-            data = np.frombuffer(data, dtype=f"<u{w}").astype(f">u{w}").tobytes()
+        if ts == EXPLICIT_VR_BIG_ENDIAN:
+            data = swap_bytes(data, bits_allocated // 8)
         return data + b"\0" if len(data) % 2 else data
     layout = orjson.loads((idir / "fragments.json").read_bytes())
     out = [_item(base64.b64decode(layout["bot"]))]
@@ -74,21 +71,13 @@ def instance_dataset(root: str | Path, study: str, series: str, sop: str) -> Dat
     ds = Dataset.from_json(meta, bulk_data_uri_handler=handler)
     if "PixelData" in ds and ts not in UNCOMPRESSED:
         ds["PixelData"].is_undefined_length = True
-    fm = FileMetaDataset()
-    fm.MediaStorageSOPClassUID = ds.SOPClassUID
-    fm.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    fm.TransferSyntaxUID = UID(ts)
-    fm.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    fm.ImplementationVersionName = "WEBPACS"
-    ds.file_meta = fm
+    ds.file_meta = part10.file_meta(ds.SOPClassUID, ds.SOPInstanceUID, ts)
     return ds
 
 
 def instance_bytes(root: str | Path, study: str, series: str, sop: str) -> bytes:
     """The instance as Part 10 bytes."""
-    buf = io.BytesIO()
-    instance_dataset(root, study, series, sop).save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return part10.storable_bytes(instance_dataset(root, study, series, sop))
 
 
 def export(root: str | Path, study: str, out: str | Path, series: str | None = None) -> list[Path]:

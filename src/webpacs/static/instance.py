@@ -19,18 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import orjson
 import pydicom
 from pydicom.dataset import Dataset
 
 from webpacs.core.framemap import FrameMap, Span
-from webpacs.core.media import UNCOMPRESSED, frame_media_type
+from webpacs.core.media import EXPLICIT_VR_BIG_ENDIAN as BIG_ENDIAN
+from webpacs.core.media import EXPLICIT_VR_LITTLE_ENDIAN as EXPLICIT_LE
+from webpacs.core.media import UNCOMPRESSED, frame_media_type, swap_bytes
 from webpacs.static.tree import BINARY_LEVEL, bulk_path, gz, instance_dir, one_part
 from webpacs.storage.base import Blobs, InstanceRecord
 
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-BIG_ENDIAN = "1.2.840.10008.1.2.2"
 PIXEL_DATA = "7FE00010"
 AVAILABLE_TS = "00083002"
 OCTET = "application/octet-stream"
@@ -155,9 +154,7 @@ class InstanceWriter:
             ctype = f"{OCTET}; transfer-syntax={EXPLICIT_LE}"
             for n, spans in enumerate(fmap.frames, 1):
                 data = self._read(spans)
-                if fmap.swap > 1:
-                    dtype = f">u{fmap.swap}"
-                    data = np.frombuffer(data, dtype=dtype).astype(f"<u{fmap.swap}").tobytes()
+                data = swap_bytes(data, fmap.swap)
                 self.put(
                     f"{idir}/frames/{n}.mht.gz", gz(one_part(data, ctype), BINARY_LEVEL), False
                 )

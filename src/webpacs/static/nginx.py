@@ -29,9 +29,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from webpacs.core.media import DICOM_JSON
 from webpacs.static.tree import BOUNDARY
 
-JSON = "application/dicom+json"
+JSON = DICOM_JSON
 FRAME_TYPE = f"multipart/related; boundary={BOUNDARY}"
 BULK_TYPE = f'multipart/related; type="application/octet-stream"; boundary={BOUNDARY}'
 

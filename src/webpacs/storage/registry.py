@@ -15,7 +15,11 @@ if TYPE_CHECKING:  # config reads the backend names below: no import at run time
 #: The one list of backend names (``index``/``blobs`` settings are checked against it).
 INDEXES: dict[str, tuple[str, str]] = {
     "sqlite": ("webpacs.storage.sqlite.SqliteIndex", ""),
-    "couchdb": ("webpacs.storage.couchdb.CouchIndex", "httpx (pip install httpx)"),
+    "couchdb": ("webpacs.storage.couchdb.index.CouchIndex", "httpx (pip install httpx)"),
+    "postgresql": (
+        "webpacs.storage.postgresql.index.PgIndex",
+        "psycopg 3 and psycopg_pool (pip install 'webpacs[postgresql]')",
+    ),
 }
 BLOBS: dict[str, tuple[str, str]] = {
     "files": ("webpacs.storage.fs.FileBlobs", ""),

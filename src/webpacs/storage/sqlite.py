@@ -1,9 +1,8 @@
 """The embedded index: SQLite in WAL mode, reads on any thread, writes serialized.
 
-Tables: ``studies``, ``series``, ``instances`` (one column per attribute of
-``core.attributes.STORED``, plus the level's DICOM JSON projection and aggregates kept
-on write), ``changes`` (the change feed) and ``conflicts`` (study attributes that
-disagreed between instances of one study).
+The tables and their statements are ``storage.sqltables``' (shared with PostgreSQL);
+here are the connections, the schema in SQLite's types and the translation of QIDO
+wildcards to SQLite (``GLOB``).
 """
 
 from __future__ import annotations
@@ -12,39 +11,24 @@ import logging
 import os
 import sqlite3
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import orjson
-
-from webpacs.core.attributes import STORED, Attribute, Level
-from webpacs.core.dicomjson import project
-from webpacs.core.query import Condition, Query, include_extra
+from webpacs.core.attributes import Level
 from webpacs.errors import StorageError
-from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
-from webpacs.storage.rows import study_aggregates
+from webpacs.storage import sqltables
+from webpacs.storage.base import InstanceRecord, Outcome
+from webpacs.storage.sqltables import Dialect, Tables, TablesReads
 
 log = logging.getLogger("webpacs.index")
-
-_TABLE = {Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
-_ALIAS = {Level.PATIENT: "st", Level.STUDY: "st", Level.SERIES: "se", Level.INSTANCE: "i"}
-_UID_COL = {Level.STUDY: "study_uid", Level.SERIES: "series_uid", Level.INSTANCE: "sop_uid"}
-
-
-_OWN_UIDS = {"StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"}
-
-
-def _cols(level: Level) -> list[Attribute]:
-    """Columns of a level's table besides its UID (the primary key)."""
-    return [a for a in STORED[level] if a.keyword not in _OWN_UIDS]
+T = TypeVar("T")
 
 
 def _schema() -> str:
     def cols(level: Level) -> str:
-        return "".join(f", {a.column} TEXT" for a in _cols(level))
+        return "".join(f", {a.column} TEXT" for a in sqltables.cols(level))
 
     return f"""
     CREATE TABLE IF NOT EXISTS studies (
@@ -81,89 +65,23 @@ def _schema() -> str:
     """
 
 
-def _summary(level: Level, attrs: dict[str, str], meta: dict[str, Any]) -> dict[str, Any]:
-    """A level's columns for one instance: its match values and its DICOM JSON projection."""
-    row: dict[str, Any] = {a.column: attrs.get(a.keyword) for a in _cols(level)}
-    row["json"] = orjson.dumps(project(meta, STORED[level]))
-    return row
-
-
-def _insert_row(db: sqlite3.Connection, table: str, row: dict[str, Any]) -> None:
-    marks = ",".join("?" * len(row))
-    db.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({marks})", list(row.values()))
-
-
-def _update_row(db: sqlite3.Connection, level: Level, uid: str, row: dict[str, Any]) -> None:
-    sets = ", ".join(f"{k} = ?" for k in row)
-    db.execute(
-        f"UPDATE {_TABLE[level]} SET {sets} WHERE {_UID_COL[level]} = ?", [*row.values(), uid]
+TABLES = Tables(
+    Dialect(
+        placeholder="?",
+        match_op="GLOB",
+        wildcards={"[": "[[]", "]": "[]]"},  # GLOB's own * and ? are DICOM's
+        integer="CAST({} AS INTEGER)",
+        modalities="group_concat(DISTINCT modality)",
+        no_limit="LIMIT -1",
     )
+)
 
 
-def _glob_escape(pattern: str) -> str:
-    out = []
-    for ch in pattern:
-        if ch == "[":
-            out.append("[[]")
-        elif ch == "]":
-            out.append("[]]")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _like_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def condition_sql(cond: Condition, column: str) -> tuple[str, list[Any]]:
-    """SQL for one QIDO condition on ``column`` (PS3.4 C.2.2.2 matching)."""
-    v = cond.values
-    if cond.attribute.keyword == "ModalitiesInStudy":
-        marks = ",".join("?" * len(v))
-        if cond.kind == "wildcard":
-            return (
-                "EXISTS (SELECT 1 FROM series m WHERE m.study_uid = st.study_uid"
-                " AND m.modality GLOB ?)",
-                [_glob_escape(v[0])],
-            )
-        return (
-            "EXISTS (SELECT 1 FROM series m WHERE m.study_uid = st.study_uid"
-            f" AND m.modality IN ({marks}))",
-            list(v),
-        )
-    if cond.kind == "range":
-        lo, hi = v
-        parts, args = [], []
-        if lo:
-            parts.append(f"{column} >= ?")
-            args.append(lo)
-        if hi:
-            parts.append(f"{column} <= ?")
-            args.append(hi)
-        if not parts:
-            return "1", []
-        return "(" + " AND ".join(parts) + f" AND {column} IS NOT NULL)", args
-    if cond.kind == "list":
-        return f"{column} IN ({','.join('?' * len(v))})", list(v)
-    if cond.kind == "wildcard":
-        if cond.fuzzy:
-            return f"lower({column}) GLOB ?", [_glob_escape(v[0].lower())]
-        return f"{column} GLOB ?", [_glob_escape(v[0])]
-    # single
-    if cond.fuzzy:
-        words = f"(' ' || replace(replace(replace(lower({column}), '^', ' '), '=', ' '), ',', ' '))"
-        return (
-            f"(lower({column}) = ? OR {words} LIKE ? ESCAPE '\\')",
-            [v[0].lower(), "% " + _like_escape(v[0].lower()) + "%"],
-        )
-    return f"{column} = ?", [v[0]]
-
-
-class SqliteIndex:
+class SqliteIndex(TablesReads):
     """``Index`` on one SQLite file (WAL): concurrent readers, one writer at a time."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.tables = TABLES
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -236,13 +154,6 @@ class SqliteIndex:
             except sqlite3.Error as e:
                 raise StorageError(f"index write failed: {e}") from e
 
-    def _read(self, sql: str, args: list[Any] | tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-        try:
-            cur = self._conn().execute(sql, args)
-            return cur.fetchall()
-        except sqlite3.Error as e:
-            raise StorageError(f"index read failed: {e}") from e
-
     def close(self) -> None:
         with self._all_lock:
             for c in self._all:
@@ -255,350 +166,18 @@ class SqliteIndex:
     def put(
         self, record: InstanceRecord, *, overwrite: bool
     ) -> tuple[Outcome, InstanceRecord | None]:
-        meta = orjson.loads(record.metadata)
         with self._write() as db:
-            row = db.execute(
-                "SELECT digest FROM instances WHERE sop_uid = ?", (record.sop_uid,)
-            ).fetchone()
-            old = None
-            outcome = Outcome.STORED
-            if row is not None:
-                old = self._get(db, record.sop_uid)
-                if row[0] == record.digest:
-                    return Outcome.DUPLICATE, old
-                if not overwrite:
-                    return Outcome.CONFLICT, old
-                outcome = Outcome.REPLACED
-                assert old is not None
-                self._remove(db, old, log_change=False)
-            self._insert(db, record, meta)
-            return outcome, old
-
-    def _insert(self, db: sqlite3.Connection, rec: InstanceRecord, meta: dict[str, Any]) -> None:
-        now = rec.received or time.time()
-        row = {
-            "sop_uid": rec.sop_uid,
-            "series_uid": rec.series_uid,
-            "study_uid": rec.study_uid,
-            "sop_class_uid": rec.sop_class_uid,
-            "transfer_syntax": rec.transfer_syntax,
-            "blob_key": rec.blob_key,
-            "size": rec.size,
-            "digest": rec.digest,
-            "received": now,
-            **_summary(Level.INSTANCE, rec.attributes, meta),
-            "metadata": rec.metadata,
-            "framemap": orjson.dumps(rec.framemap),
-            "attributes": orjson.dumps(rec.attributes),
-        }
-        _insert_row(db, "instances", row)
-        # the series and study summaries follow the newest instance
-        for level in (Level.SERIES, Level.STUDY):
-            uid = rec.series_uid if level is Level.SERIES else rec.study_uid
-            summary = _summary(level, rec.attributes, meta) | {
-                "rep_sop": rec.sop_uid,
-                "latest": now,
-            }
-            cols = _cols(level)
-            found = db.execute(
-                f"SELECT latest{''.join(', ' + a.column for a in cols)} FROM {_TABLE[level]}"
-                f" WHERE {_UID_COL[level]} = ?",
-                (uid,),
-            ).fetchone()
-            if found is None:
-                extra = {"study_uid": rec.study_uid} if level is Level.SERIES else {}
-                _insert_row(db, _TABLE[level], {_UID_COL[level]: uid, **extra, **summary})
-                continue
-            if level is Level.STUDY:
-                self._record_disagreements(db, rec, dict(zip(cols, found[1:], strict=True)), now)
-            if now >= found[0]:
-                _update_row(db, level, uid, summary)
-        self._log(db, "put", rec)
-        self._aggregates(db, rec.study_uid, rec.series_uid)
-
-    def _record_disagreements(
-        self,
-        db: sqlite3.Connection,
-        rec: InstanceRecord,
-        current: dict[Attribute, str | None],
-        now: float,
-    ) -> None:
-        """Log and keep patient/study attributes in which ``rec`` differs from its study."""
-        for a, previous in current.items():
-            value = rec.attributes.get(a.keyword)
-            if previous is None or value is None or previous == value:
-                continue
-            log.warning(
-                "study %s: %s of instance %s is %r, the study had %r",
-                rec.study_uid,
-                a.keyword,
-                rec.sop_uid,
-                value,
-                previous,
-            )
-            _insert_row(
-                db,
-                "conflicts",
-                {
-                    "study_uid": rec.study_uid,
-                    "sop_uid": rec.sop_uid,
-                    "keyword": a.keyword,
-                    "previous": previous,
-                    "value": value,
-                    "time": now,
-                },
-            )
-
-    def _log(self, db: sqlite3.Connection, op: str, rec: InstanceRecord) -> None:
-        cur = db.execute(
-            "INSERT INTO changes (op, study_uid, series_uid, sop_uid, time) VALUES (?,?,?,?,?)",
-            (op, rec.study_uid, rec.series_uid, rec.sop_uid, time.time()),
-        )
-        db.execute(
-            "UPDATE series SET version = ? WHERE series_uid = ?", (cur.lastrowid, rec.series_uid)
-        )
-
-    def _aggregates(self, db: sqlite3.Connection, study: str, series: str) -> None:
-        n = db.execute("SELECT count(*) FROM instances WHERE series_uid = ?", (series,)).fetchone()
-        if n[0] == 0:
-            db.execute("DELETE FROM series WHERE series_uid = ?", (series,))
-        else:
-            db.execute("UPDATE series SET num_instances = ? WHERE series_uid = ?", (n[0], series))
-        row = db.execute(
-            "SELECT count(*), coalesce(sum(num_instances), 0),"
-            " group_concat(DISTINCT modality) FROM series WHERE study_uid = ?",
-            (study,),
-        ).fetchone()
-        if row[0] == 0:
-            db.execute("DELETE FROM studies WHERE study_uid = ?", (study,))
-            return
-        mods = ",".join(sorted(m for m in (row[2] or "").split(",") if m))
-        db.execute(
-            "UPDATE studies SET num_series = ?, num_instances = ?, modalities = ?"
-            " WHERE study_uid = ?",
-            (row[0], row[1], mods, study),
-        )
-
-    def _remove(self, db: sqlite3.Connection, rec: InstanceRecord, *, log_change: bool) -> None:
-        db.execute("DELETE FROM instances WHERE sop_uid = ?", (rec.sop_uid,))
-        for level, uid in ((Level.SERIES, rec.series_uid), (Level.STUDY, rec.study_uid)):
-            table = _TABLE[level]
-            row = db.execute(
-                f"SELECT rep_sop FROM {table} WHERE {_UID_COL[level]} = ?", (uid,)
-            ).fetchone()
-            if row is None or row[0] != rec.sop_uid:
-                continue
-            # the representative went away: the newest remaining instance takes over
-            col = "series_uid" if level is Level.SERIES else "study_uid"
-            nxt = db.execute(
-                f"SELECT sop_uid, metadata, attributes, received FROM instances WHERE {col} = ?"
-                " ORDER BY received DESC LIMIT 1",
-                (uid,),
-            ).fetchone()
-            if nxt is None:
-                continue
-            summary = _summary(level, orjson.loads(nxt[2]), orjson.loads(nxt[1]))
-            _update_row(db, level, uid, summary | {"rep_sop": nxt[0], "latest": nxt[3]})
-        if log_change:
-            self._log(db, "delete", rec)
-        self._aggregates(db, rec.study_uid, rec.series_uid)
+            return TABLES.put(db, record, overwrite=overwrite)
 
     def delete(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[InstanceRecord]:
         with self._write() as db:
-            recs = self._select(db, study_uid, series_uid, sop_uid)
-            for rec in recs:
-                self._remove(db, rec, log_change=True)
-            if recs and series_uid is None and sop_uid is None:
-                db.execute("DELETE FROM conflicts WHERE study_uid = ?", (study_uid,))
-            return recs
+            return TABLES.delete(db, study_uid, series_uid, sop_uid)
 
     # -- reads -------------------------------------------------------------------
-    _REC_COLS = (
-        "study_uid, series_uid, sop_uid, sop_class_uid, transfer_syntax, blob_key, size, digest,"
-        " attributes, metadata, framemap, received"
-    )
-
-    @staticmethod
-    def _record(row: sqlite3.Row | tuple[Any, ...]) -> InstanceRecord:
-        return InstanceRecord(
-            study_uid=row[0],
-            series_uid=row[1],
-            sop_uid=row[2],
-            sop_class_uid=row[3],
-            transfer_syntax=row[4],
-            blob_key=row[5],
-            size=row[6],
-            digest=row[7],
-            attributes=orjson.loads(row[8]),
-            metadata=row[9],
-            framemap=orjson.loads(row[10]),
-            received=row[11],
-        )
-
-    def _get(self, db: sqlite3.Connection, sop_uid: str) -> InstanceRecord | None:
-        row = db.execute(
-            f"SELECT {self._REC_COLS} FROM instances WHERE sop_uid = ?", (sop_uid,)
-        ).fetchone()
-        return None if row is None else self._record(row)
-
-    def get(self, sop_uid: str) -> InstanceRecord | None:
-        rows = self._read(f"SELECT {self._REC_COLS} FROM instances WHERE sop_uid = ?", (sop_uid,))
-        return self._record(rows[0]) if rows else None
-
-    def _select(
-        self,
-        db: sqlite3.Connection | None,
-        study_uid: str,
-        series_uid: str | None,
-        sop_uid: str | None,
-    ) -> list[InstanceRecord]:
-        where, args = ["i.study_uid = ?"], [study_uid]
-        if series_uid is not None:
-            where.append("i.series_uid = ?")
-            args.append(series_uid)
-        if sop_uid is not None:
-            where.append("i.sop_uid = ?")
-            args.append(sop_uid)
-        sql = (
-            f"SELECT {', '.join('i.' + c.strip() for c in self._REC_COLS.split(','))}"
-            " FROM instances i JOIN series se ON se.series_uid = i.series_uid"
-            f" WHERE {' AND '.join(where)}"
-            " ORDER BY CAST(se.seriesnumber AS INTEGER), se.series_uid,"
-            " CAST(i.instancenumber AS INTEGER), i.sop_uid"
-        )
-        rows = db.execute(sql, args).fetchall() if db is not None else self._read(sql, args)
-        return [self._record(r) for r in rows]
-
-    def instances(
-        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
-    ) -> list[InstanceRecord]:
-        return self._select(None, study_uid, series_uid, sop_uid)
-
-    def series_version(self, study_uid: str, series_uid: str) -> str | None:
-        rows = self._read(
-            "SELECT version FROM series WHERE series_uid = ? AND study_uid = ?",
-            (series_uid, study_uid),
-        )
-        return str(rows[0][0]) if rows else None
-
-    def study_series(self, study_uid: str) -> list[str]:
-        rows = self._read(
-            "SELECT series_uid FROM series WHERE study_uid = ?"
-            " ORDER BY CAST(seriesnumber AS INTEGER), series_uid",
-            (study_uid,),
-        )
-        return [r[0] for r in rows]
-
-    def study_conflicts(self, study_uid: str) -> list[dict[str, Any]]:
-        rows = self._read(
-            "SELECT sop_uid, keyword, previous, value, time FROM conflicts WHERE study_uid = ?"
-            " ORDER BY id",
-            (study_uid,),
-        )
-        return [
-            {"SOPInstanceUID": r[0], "keyword": r[1], "previous": r[2], "value": r[3], "time": r[4]}
-            for r in rows
-        ]
-
-    def changes(self, since: int = 0, limit: int = 1000) -> list[Change]:
-        rows = self._read(
-            "SELECT seq, op, study_uid, series_uid, sop_uid, time FROM changes WHERE seq > ?"
-            " ORDER BY seq LIMIT ?",
-            (since, limit),
-        )
-        return [Change(*r) for r in rows]
-
-    # -- QIDO ----------------------------------------------------------------------
-    def search(self, query: Query) -> SearchResult:
-        level = query.level
-        if level is Level.STUDY:
-            sql = "SELECT st.json, st.rep_sop, st.num_series, st.num_instances, st.modalities"
-            sql += " FROM studies st"
-            order = " ORDER BY st.studydate DESC, st.studytime DESC, st.study_uid"
-        elif level is Level.SERIES:
-            sql = "SELECT st.json, se.rep_sop, se.json, se.num_instances FROM series se"
-            sql += " JOIN studies st ON st.study_uid = se.study_uid"
-            order = " ORDER BY st.study_uid, CAST(se.seriesnumber AS INTEGER), se.series_uid"
-        else:
-            sql = "SELECT st.json, i.sop_uid, se.json, i.json FROM instances i"
-            sql += " JOIN series se ON se.series_uid = i.series_uid"
-            sql += " JOIN studies st ON st.study_uid = i.study_uid"
-            order = (
-                " ORDER BY i.study_uid, CAST(se.seriesnumber AS INTEGER), i.series_uid,"
-                " CAST(i.instancenumber AS INTEGER), i.sop_uid"
-            )
-        where: list[str] = []
-        args: list[Any] = []
-        # scope on the queried table's own columns, so SQLite uses that table's index
-        own = "i" if level is Level.INSTANCE else "se" if level is Level.SERIES else "st"
-        if query.study_uid is not None:
-            where.append(f"{own}.study_uid = ?")
-            args.append(query.study_uid)
-        if query.series_uid is not None:
-            where.append(f"{'i' if level is Level.INSTANCE else 'se'}.series_uid = ?")
-            args.append(query.series_uid)
-        for cond in query.conditions:
-            a = cond.attribute
-            column = f"{_ALIAS[a.level]}.{a.column}"
-            if a.keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
-                column = f"{_ALIAS[a.level]}.{_UID_COL[a.level]}"
-            clause, cargs = condition_sql(cond, column)
-            where.append(clause)
-            args += cargs
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += order
-        if query.limit is not None:
-            sql += " LIMIT ? OFFSET ?"
-            args += [query.limit + 1, query.offset]
-        elif query.offset:
-            sql += " LIMIT -1 OFFSET ?"
-            args.append(query.offset)
-        rows = self._read(sql, args)
-        truncated = query.limit is not None and len(rows) > query.limit
-        if truncated:
-            rows = rows[: query.limit]
-        extra = self._extras(query, [r[1] for r in rows])
-        out = []
-        # rows of one series share its study's and series' JSON: decode each once
-        parsed: dict[bytes, dict[str, Any]] = {}
-
-        def decode(doc: bytes) -> dict[str, Any]:
-            if doc not in parsed:
-                parsed[doc] = orjson.loads(doc)
-            return parsed[doc]
-
-        for r in rows:
-            item: dict[str, Any] = dict(decode(r[0]))
-            if level is Level.STUDY:
-                item.update(study_aggregates(r[4].split(","), r[2], r[3]))
-            elif level is Level.SERIES:
-                item.update(decode(r[2]))
-                item["00201209"] = {"vr": "IS", "Value": [r[3]]}
-            else:
-                item.update(decode(r[2]))
-                item.update(orjson.loads(r[3]))
-            item["00080056"] = {"vr": "CS", "Value": ["ONLINE"]}
-            if r[1] in extra:
-                for k, v in extra[r[1]].items():
-                    item.setdefault(k, v)
-            out.append(item)
-        return SearchResult(out, truncated)
-
-    def _extras(self, query: Query, reps: list[str]) -> dict[str, dict[str, Any]]:
-        """includefield values taken from each row's representative instance."""
-        if not reps or not (query.include_all or query.includefields):
-            return {}
-        out: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(reps), 500):
-            chunk = reps[i : i + 500]
-            rows = self._read(
-                "SELECT sop_uid, metadata FROM instances WHERE sop_uid IN"
-                f" ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for sop, metadata in rows:
-                out[sop] = include_extra(query, orjson.loads(metadata))
-        return out
+    def _reading(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(self._conn(), *args)
+        except sqlite3.Error as e:
+            raise StorageError(f"index read failed: {e}") from e

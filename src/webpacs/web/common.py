@@ -9,10 +9,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from webpacs.config import Settings
+from webpacs.core import media
 from webpacs.core.uids import check_uid
 from webpacs.storage.registry import Store
-
-DICOM_JSON = "application/dicom+json"
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -55,12 +54,16 @@ def path_uids(request: Request) -> tuple[str | None, str | None, str | None]:
 
 
 def accepts_gzip(request: Request) -> bool:
-    enc = request.headers.get("accept-encoding", "")
-    for item in enc.split(","):
-        name, _, params = item.strip().partition(";")
-        if name.strip().lower() in ("gzip", "*") and "q=0" not in params.replace(" ", ""):
-            return name.strip().lower() == "gzip" or "gzip" not in enc
-    return False
+    """Whether the client takes ``Content-Encoding: gzip`` (``core.media.accepts_gzip``)."""
+    return media.accepts_gzip(request.headers.get("accept-encoding", ""))
+
+
+def warning_header(request: Request, text: str) -> str:
+    """A ``Warning`` header value (RFC 7234 5.5, PS3.18 8.10.3: code 299, agent, quoted
+    text); several are joined with ``, ``."""
+    host = request.url.hostname or "webpacs"
+    clean = " ".join(text.replace('"', "'").split())[:300]
+    return f'299 {host} "{clean}"'
 
 
 async def threaded(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

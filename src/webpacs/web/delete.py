@@ -8,24 +8,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webpacs.documents import metadata
 from webpacs.errors import Forbidden, NotFound
-from webpacs.storage.registry import Store
+from webpacs.remove import remove
 from webpacs.web.common import path_uids, settings, store, threaded
 
 log = logging.getLogger("webpacs.delete")
-
-
-def remove(st: Store, study: str, series: str | None, sop: str | None) -> int:
-    """Remove index rows, stored objects and derived documents; returns the instance count."""
-    records = st.index.delete(study, series, sop)
-    for rec in records:
-        st.blobs.delete(rec.blob_key)
-    for series_uid in {r.series_uid for r in records}:
-        metadata.drop_series(st.blobs, study, series_uid)
-    if records:
-        metadata.drop_study(st.blobs, study)
-    return len(records)
 
 
 async def delete(request: Request) -> Response:
@@ -33,7 +20,7 @@ async def delete(request: Request) -> Response:
         raise Forbidden("DELETE is disabled by configuration (server.allowDelete)")
     study, series, sop = path_uids(request)
     assert study is not None
-    n = await threaded(remove, store(request), study, series, sop)
+    n = len(await threaded(remove, store(request), study, series, sop))
     if n == 0:
         what = f"instance {sop}" if sop else f"series {series}" if series else f"study {study}"
         raise NotFound(f"{what} not found")

@@ -12,13 +12,13 @@ from starlette.routing import Route
 
 from webpacs.core.attributes import Level
 from webpacs.core.dicomjson import render
-from webpacs.core.media import Representation, negotiate
+from webpacs.core.media import DICOM_JSON, Representation, negotiate
 from webpacs.core.query import parse_qido
 from webpacs.web import remote
-from webpacs.web.common import base_url, path_uids, settings, store, threaded
+from webpacs.web.common import base_url, path_uids, settings, store, threaded, warning_header
 
 _OFFERS = [
-    Representation("application/dicom+json", None, False),
+    Representation(DICOM_JSON, None, False),
     Representation("application/json", None, False),
 ]
 
@@ -58,18 +58,13 @@ def _search(level: Level) -> Callable[[Request], Awaitable[Response]]:
             row.setdefault("00081190", {"vr": "UR", "Value": [_retrieve_url(level, row, base)]})
         headers = {}
         if result.truncated:
-            host = request.url.hostname or "webpacs"
-            headers["Warning"] = (
-                f'299 {host} "The number of results exceeded the limit ({query.limit});'
-                ' request more with offset"'
-            )
+            warnings = [
+                f"The number of results exceeded the limit ({query.limit}); request more with"
+                " offset",
+                *warnings,
+            ]
         if warnings:
-            headers["Warning"] = ", ".join(
-                [
-                    *filter(None, [headers.get("Warning")]),
-                    *(remote.warning_header(request, w) for w in warnings),
-                ]
-            )
+            headers["Warning"] = ", ".join(warning_header(request, w) for w in warnings)
         body = render(orjson.dumps(result.rows), base)
         return Response(body, media_type=rep.media_type, headers=headers)
 

@@ -52,12 +52,6 @@ def searching(request: Request, level: Level) -> Proxy | None:
     return proxy
 
 
-def warning_header(request: Request, text: str) -> str:
-    """A ``Warning`` header value (RFC 7234 5.5: code 299, agent, quoted text)."""
-    host = request.url.hostname or "webpacs"
-    return f'299 {host} "{text.replace(chr(34), chr(39))}"'
-
-
 async def search(request: Request, proxy: Proxy, query: Query) -> tuple[SearchResult, list[str]]:
     """The QIDO-RS result, merged with the ``queryAe``'s (see ``searching``); and warnings
     for the response."""

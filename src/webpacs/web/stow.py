@@ -7,36 +7,26 @@ request stores nothing. Each instance then goes through ``ingest``.
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
 from typing import Any
 
 import orjson
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from webpacs import errors
+from webpacs.core import part10
+from webpacs.core.media import DICOM, DICOM_JSON
 from webpacs.core.multipart import parse_media_type
+from webpacs.core.status import Service, status_for
 from webpacs.ingest import IngestResult, ingest_many
-from webpacs.web.common import DICOM_JSON, base_url, path_uids, settings, store, threaded
+from webpacs.web.common import base_url, path_uids, settings, store, threaded, warning_header
 from webpacs.web.multipart_reader import read_multipart
 
 log = logging.getLogger("webpacs.stow")
-
-DICOM = "application/dicom"
-
-#: FailureReason values (PS3.18 Table 10.5.3-? / PS3.4 Annex B and C statuses).
-PROCESSING_FAILURE = 0x0110
-DUPLICATE_SOP = 0x0111
-OUT_OF_RESOURCES = 0xA700
-CANNOT_UNDERSTAND = 0xC000
-STUDY_MISMATCH = 0xC409  # as dcm4chee: Referenced Study Instance UID mismatch
 
 
 @dataclass
@@ -59,22 +49,13 @@ class _Failure:
     sop_uid: str | None = None
 
 
-def _reason(exc: errors.WebpacsError) -> int:
-    if isinstance(exc, errors.Conflict):
-        return DUPLICATE_SOP
-    if isinstance(exc, errors.StorageError):
-        return OUT_OF_RESOURCES
-    if isinstance(exc, errors.InvalidDicom):
-        return CANNOT_UNDERSTAND
-    if isinstance(exc, errors.WrongStudy):
-        return STUDY_MISMATCH
-    return PROCESSING_FAILURE
-
-
 def _failure(exc: errors.WebpacsError) -> _Failure:
     sop_class, sop = (exc.details.get(k) for k in ("sop_class_uid", "sop_uid"))
     return _Failure(
-        _reason(exc), str(exc), str(sop_class) if sop_class else None, str(sop) if sop else None
+        status_for(Service.STORE, exc),
+        str(exc),
+        str(sop_class) if sop_class else None,
+        str(sop) if sop else None,
     )
 
 
@@ -96,63 +77,16 @@ async def _spool(request: Request, max_body: int) -> tuple[str, list[_Body]]:
     return media_type, bodies
 
 
-def _dataset_from_json(obj: Any, bulk: dict[str, _Body], index: int) -> bytes:
-    """Part 10 bytes for one metadata object whose BulkDataURIs name parts of the request."""
-    if not isinstance(obj, dict):
-        raise errors.InvalidDicom(f"metadata item {index} is not a DICOM JSON object")
-    pixel_ts: list[str] = []
-
-    def handler(tag: str, vr: str, uri: str) -> bytes:
-        body = bulk.get(uri) or bulk.get(uri.rsplit("/", 1)[-1])
-        if body is None:
-            raise errors.InvalidDicom(f"bulk data {uri!r} is not a part of the request")
-        if tag.upper() == "7FE00010" and body.content_type not in ("application/octet-stream", ""):
-            ts = body.params.get("transfer-syntax")
-            if not ts:
-                raise errors.InvalidDicom(
-                    f"pixel data part {uri!r} of type {body.content_type} has no transfer-syntax"
-                )
-            pixel_ts.append(ts)
-        return body.read()
-
-    try:
-        ds = Dataset.from_json(obj, bulk_data_uri_handler=handler)
-    except errors.WebpacsError:
-        raise
-    except Exception as e:
-        raise errors.InvalidDicom(f"metadata item {index} is not valid DICOM JSON: {e}") from e
-    for kw in ("SOPClassUID", "SOPInstanceUID"):
-        if kw not in ds:
-            raise errors.InvalidDicom(f"metadata item {index} has no {kw}")
-    ts = UID(pixel_ts[0]) if pixel_ts else ExplicitVRLittleEndian
-    if pixel_ts:
-        ds.PixelData = encapsulate([ds.PixelData])
-        ds["PixelData"].VR = "OB"
-        ds["PixelData"].is_undefined_length = True
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ts
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    ds.file_meta = meta
-    buf = io.BytesIO()
-    try:
-        ds.save_as(buf, enforce_file_format=True)
-    except Exception as e:
-        raise errors.InvalidDicom(f"metadata item {index} cannot be encoded: {e}") from e
-    return buf.getvalue()
-
-
 def _instances(media_type: str, bodies: list[_Body]) -> list[bytes | errors.WebpacsError]:
     """The Part 10 objects of the request (or, per instance, why there is none)."""
     out: list[bytes | errors.WebpacsError] = []
     if media_type == DICOM_JSON:
         meta = [b for b in bodies if b.content_type in (DICOM_JSON, "application/json")]
-        bulk: dict[str, _Body] = {}
+        bulk: dict[str, part10.BulkPart] = {}
         for b in bodies:
             loc = b.headers.get("content-location") or b.headers.get("content-id", "").strip("<>")
             if b not in meta and loc:
-                bulk[loc] = b
+                bulk[loc] = part10.BulkPart(b.content_type, b.params, b.read)
         if not meta:
             raise errors.InvalidRequest("no application/dicom+json metadata part in the request")
         n = 0
@@ -163,7 +97,7 @@ def _instances(media_type: str, bodies: list[_Body]) -> list[bytes | errors.Webp
                 raise errors.InvalidRequest(f"metadata part is not valid JSON: {e}") from e
             for obj in items if isinstance(items, list) else [items]:
                 try:
-                    out.append(_dataset_from_json(obj, bulk, n))
+                    out.append(part10.from_json(obj, bulk, n))
                 except errors.WebpacsError as e:
                     out.append(e)
                 n += 1
@@ -247,10 +181,7 @@ async def store_instances(request: Request) -> Response:
     if referenced:
         body["00081199"] = {"vr": "SQ", "Value": referenced}
     status = 200 if not failed else 202 if referenced else 409
-    headers = {}
-    if messages:
-        text = messages[0].replace('"', "'").replace("\n", " ")[:300]
-        headers["Warning"] = f'299 webpacs "{text}"'
+    headers = {"Warning": warning_header(request, messages[0])} if messages else {}
     return Response(orjson.dumps(body), status_code=status, media_type=DICOM_JSON, headers=headers)
 
 

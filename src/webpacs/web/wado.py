@@ -9,24 +9,30 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from webpacs.core.dicomjson import PIXEL_DATA, render
 from webpacs.core.framemap import FrameMap, Span
-from webpacs.core.media import UNCOMPRESSED, Representation, frame_media_type, negotiate
+from webpacs.core.media import (
+    DICOM_JSON,
+    UNCOMPRESSED,
+    Representation,
+    frame_media_type,
+    negotiate,
+    swap_bytes,
+)
+from webpacs.core.media import EXPLICIT_VR_LITTLE_ENDIAN as EXPLICIT_LE
 from webpacs.core.multipart import iter_multipart, multipart_content_type, new_boundary
 from webpacs.documents import metadata as documents
 from webpacs.errors import InvalidRequest, NotFound, NotImplementedFeature
 from webpacs.storage.base import Blobs, InstanceRecord
 from webpacs.web.common import accepts_gzip, base_url, path_uids, store, threaded
 
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
 CHUNK = 8 << 20
 _JSON_OFFERS = [
-    Representation("application/dicom+json", None, False),
+    Representation(DICOM_JSON, None, False),
     Representation("application/json", None, False),
 ]
 
@@ -119,7 +125,7 @@ async def metadata(request: Request) -> Response:
 def _read_spans(blobs: Blobs, key: str, spans: list[Span], swap: int) -> bytes:
     data = b"".join(blobs.get_range(key, off, n) for off, n in spans)
     if swap > 1:
-        data = np.frombuffer(data, dtype=f">u{swap}").astype(f"<u{swap}").tobytes()
+        data = swap_bytes(data, swap)
     return data
 
 

@@ -32,18 +32,15 @@ from webpacs.core.attributes import STORED, Level
 from webpacs.core.dicomjson import project
 from webpacs.core.query import Query
 from webpacs.errors import StorageError
-from webpacs.storage import couchdb_design as design
+from webpacs.storage import rows
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
-from webpacs.storage.couchdb_http import CouchClient
-from webpacs.storage.couchdb_search import Searcher
+from webpacs.storage.couchdb import design
+from webpacs.storage.couchdb.http import CouchClient
+from webpacs.storage.couchdb.search import Searcher
 
 log = logging.getLogger("webpacs.index")
 
 _RETRIES = 50
-_SUMMARY_ATTRS = {
-    Level.STUDY: STORED[Level.STUDY],
-    Level.SERIES: STORED[Level.STUDY] + STORED[Level.SERIES],
-}
 
 
 def _vh(sop: str, digest: str) -> int:
@@ -258,58 +255,46 @@ class CouchIndex:
 
     def _summary_doc(
         self, level: Level, inst: dict[str, Any], meta: dict[str, Any]
-    ) -> dict[str, Any]:
-        kws = [a.keyword for a in _SUMMARY_ATTRS[level]]
-        attrs = {kw: inst["a"][kw] for kw in kws if kw in inst["a"]}
+    ) -> tuple[dict[str, Any], rows.Summary]:
+        summary = rows.summary_of(level, inst["sop"], inst["received"], inst["a"], meta)
+        values = summary.values
+        if level is Level.SERIES:  # Mango matches study attributes on series documents too
+            kws = [a.keyword for a in STORED[Level.STUDY]]
+            values = {kw: inst["a"][kw] for kw in kws if kw in inst["a"]} | values
         uid = inst["study"] if level is Level.STUDY else inst["series"]
-        proj = _SUMMARY_ATTRS[Level.STUDY] if level is Level.STUDY else STORED[Level.SERIES]
-        return {
+        doc = {
             "_id": f"{level.value}:{uid}",
             "type": level.value,
             "study": inst["study"],
             "series": inst["series"] if level is Level.SERIES else None,
-            "a": attrs,
-            "j": orjson.dumps(project(meta, proj)).decode(),
-            "rep": inst["sop"],
-            "latest": inst["received"],
+            "a": values,
+            "j": orjson.dumps(summary.projection).decode(),
+            "rep": summary.rep,
+            "latest": summary.latest,
             "k": design.sort_key(level, inst["a"], (inst["study"], inst["series"], inst["sop"])),
         }
+        return doc, summary
 
     def _summarize(self, level: Level, inst: dict[str, Any], meta: dict[str, Any]) -> None:
-        fresh = self._summary_doc(level, inst, meta)
-        disagreements: list[tuple[str, str, str]] = []
+        fresh, summary = self._summary_doc(level, inst, meta)
+        disagreements: list[rows.Disagreement] = []
 
         def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
             disagreements.clear()
-            if current is None:
-                return dict(fresh)
-            if level is Level.STUDY:
-                for a in STORED[Level.STUDY]:
-                    prev, value = current["a"].get(a.keyword), fresh["a"].get(a.keyword)
-                    if prev is not None and value is not None and prev != value:
-                        disagreements.append((a.keyword, prev, value))
-            return dict(fresh) if fresh["latest"] >= current.get("latest", 0) else None
+            values = None if current is None else current["a"]
+            latest = None if current is None else current.get("latest", 0)
+            replace, found = rows.follow(inst["study"], values, latest, summary)
+            disagreements.extend(found)
+            return dict(fresh) if replace else None
 
         self._update(fresh["_id"], change)
         if disagreements:
-            docs = []
-            for kw, prev, value in disagreements:
-                log.warning(
-                    "study %s: %s of instance %s is %r, the study had %r",
-                    inst["study"], kw, inst["sop"], value, prev,
-                )  # fmt: skip
-                docs.append(
-                    {
-                        "_id": f"conflict:{inst['study']}:{uuid.uuid4().hex}",
-                        "type": "conflict",
-                        "study": inst["study"],
-                        "sop": inst["sop"],
-                        "keyword": kw,
-                        "previous": prev,
-                        "value": value,
-                        "time": time.time(),
-                    }
-                )
+            docs = [
+                {"_id": f"conflict:{d.study_uid}:{uuid.uuid4().hex}", "type": "conflict",
+                 "study": d.study_uid, "sop": d.sop_uid, "keyword": d.keyword,
+                 "previous": d.previous, "value": d.value, "time": d.time}
+                for d in disagreements
+            ]  # fmt: skip
             self.client.call("POST", "_bulk_docs", body={"docs": docs}, ok=(201, 202))
 
     def _after_removal(self, removed: list[InstanceRecord]) -> None:
@@ -326,9 +311,9 @@ class CouchIndex:
         def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
             if newest is None:
                 return {"_id": f"{level.value}:{uid}", "_deleted": True} if current else None
-            if current is not None and current.get("rep") not in gone:
+            if current is not None and not rows.orphaned(current.get("rep"), gone):
                 return None
-            return self._summary_doc(level, newest, orjson.loads(newest["m"]))
+            return self._summary_doc(level, newest, orjson.loads(newest["m"]))[0]
 
         self._update(f"{level.value}:{uid}", change)
 
@@ -384,13 +369,9 @@ class CouchIndex:
         docs = self.searcher.find_all({"type": "conflict", "study": study_uid})
         docs.sort(key=lambda d: (d["time"], d["_id"]))
         return [
-            {
-                "SOPInstanceUID": d["sop"],
-                "keyword": d["keyword"],
-                "previous": d["previous"],
-                "value": d["value"],
-                "time": d["time"],
-            }
+            rows.Disagreement(
+                d["study"], d["sop"], d["keyword"], d["previous"], d["value"], d["time"]
+            ).as_record()
             for d in docs
         ]
 

@@ -16,12 +16,12 @@ from typing import Any
 import orjson
 
 from webpacs.core.attributes import Level
-from webpacs.core.query import Condition, Query, include_extra, matches
+from webpacs.core.query import Condition, Query, matches
 from webpacs.errors import InvalidRequest, NotImplementedFeature
-from webpacs.storage import couchdb_design as design
+from webpacs.storage import rows
 from webpacs.storage.base import SearchResult
-from webpacs.storage.couchdb_http import CouchClient
-from webpacs.storage.rows import study_aggregates
+from webpacs.storage.couchdb import design
+from webpacs.storage.couchdb.http import CouchClient
 
 _BATCH = 2000
 #: More matches than this for one query is an error (narrow the query), never a crawl.
@@ -234,43 +234,46 @@ class Searcher:
         if level is Level.INSTANCE:
             outer += sorted({f"series:{d['series']}" for d in page})
         summaries = self.docs_by_id(outer) if outer else {}
-        aggregates = {}
-        if level is not Level.INSTANCE:
-            aggregates = {s: self.study_aggregates(s) for s in {d["study"] for d in page}}
-        reps = [d["rep"] for d in page] if level is not Level.INSTANCE else []
-        extra = self._extras(query, page if level is Level.INSTANCE else reps)
-        out = []
+        candidates = []
         for d in page:
-            study = summaries.get(f"study:{d['study']}", {})
-            item: dict[str, Any] = orjson.loads(study.get("j", "{}")) if study else {}
-            if level is Level.STUDY:
-                item = orjson.loads(d["j"])
-                counts, mods = aggregates[d["study"]]
-                item.update(study_aggregates(mods, len(counts), sum(counts.values())))
-            elif level is Level.SERIES:
-                item.update(orjson.loads(d["j"]))
-                count = aggregates[d["study"]][0].get(d["series"], 0)
-                item["00201209"] = {"vr": "IS", "Value": [count]}
-            else:
-                series = summaries.get(f"series:{d['series']}", {})
-                item.update(orjson.loads(series.get("j", "{}")))
-                item.update(orjson.loads(d["j"]))
-            item["00080056"] = {"vr": "CS", "Value": ["ONLINE"]}
-            rep = d["rep"] if level is not Level.INSTANCE else d["_id"]
-            for k, v in extra.get(rep, {}).items():
-                item.setdefault(k, v)
-            out.append(item)
+            study = d if level is Level.STUDY else summaries.get(f"study:{d['study']}", {})
+            series = d if level is Level.SERIES else summaries.get(f"series:{d['series']}", {})
+            rep = d["_id"] if level is Level.INSTANCE else d["rep"]
+            candidates.append(
+                rows.Candidate(
+                    d["study"], d.get("series"), rep, study.get("j", "{}"),
+                    None if level is Level.STUDY else series.get("j", "{}"),
+                    d["j"] if level is Level.INSTANCE else None,
+                )
+            )  # fmt: skip
+        own = {d["_id"]: d["m"] for d in page} if level is Level.INSTANCE else {}
+        return rows.build_rows(query, candidates, _Rows(self, own))
+
+
+class _Rows:
+    """``rows.RowSource`` over CouchDB: aggregates from the ``agg`` view, one query per study."""
+
+    def __init__(self, searcher: Searcher, known: dict[str, rows.Json]) -> None:
+        self.searcher = searcher
+        self.known = known
+        self._studies: dict[str, tuple[dict[str, int], list[str]]] = {}
+
+    def _study(self, study: str) -> tuple[dict[str, int], list[str]]:
+        if study not in self._studies:
+            self._studies[study] = self.searcher.study_aggregates(study)
+        return self._studies[study]
+
+    def study_counts(self, study_uids: list[str]) -> dict[str, rows.StudyCounts]:
+        out = {}
+        for s in study_uids:
+            counts, mods = self._study(s)
+            out[s] = rows.StudyCounts(len(counts), sum(counts.values()), mods)
         return out
 
-    def _extras(self, query: Query, reps: list[Any]) -> dict[str, dict[str, Any]]:
-        """includefield values taken from each row's representative instance."""
-        if not reps or not (query.include_all or query.includefields):
-            return {}
-        if isinstance(reps[0], dict):
-            docs = {d["_id"]: d for d in reps}
-        else:
-            docs = self.docs_by_id(sorted(set(reps)))
-        out: dict[str, dict[str, Any]] = {}
-        for sop, doc in docs.items():
-            out[sop] = include_extra(query, orjson.loads(doc["m"]))
-        return out
+    def series_counts(self, series: list[tuple[str, str]]) -> dict[str, int]:
+        return {se: self._study(st)[0].get(se, 0) for st, se in series}
+
+    def metadata(self, sop_uids: list[str]) -> dict[str, rows.Json]:
+        missing = sorted(set(sop_uids) - set(self.known))
+        found = {k: d["m"] for k, d in self.searcher.docs_by_id(missing).items()}
+        return {k: v for k, v in (self.known | found).items() if k in set(sop_uids)}

@@ -1,6 +1,9 @@
 """``webpacs static serve``: the static subset of DICOMweb, answered from a tree's files.
 
-Supported (everything else is 404):
+A web app beside the main one (``web.app``), with its error map (``web.errors``: a
+malformed UID is 400, a missing study 404, both as the JSON error body) and its
+``Accept-Encoding`` rule (``core.media.accepts_gzip``). The tree is written by
+``webpacs.static``. Supported (everything else is 404):
 
 * ``GET /studies``, ``/studies/{S}/series``, ``/studies/{S}/series/{X}/instances`` and
   ``/studies/{S}/instances``: the ``index.json.gz`` files. Query parameters are ignored except
@@ -32,12 +35,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from webpacs.core.media import DICOM_JSON
 from webpacs.core.multipart import iter_multipart, multipart_content_type, new_boundary
-from webpacs.core.uids import check_uid
-from webpacs.errors import InvalidRequest
+from webpacs.errors import InvalidRequest, NotFound, WebpacsError
 from webpacs.static.tree import read_part
+from webpacs.web.common import accepts_gzip, path_uids
+from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 
-JSON = "application/dicom+json"
+JSON = DICOM_JSON
 _FILTERS = {
     "studies": {"PatientID": "00100020", "StudyInstanceUID": "0020000D"},
     "series": {"SeriesInstanceUID": "0020000E", "Modality": "00080060"},
@@ -46,27 +51,13 @@ _FILTERS = {
 _BULK = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{60}\.mht\.gz$")
 
 
-def accepts_gzip(request: Request) -> bool:
-    """The client accepts ``Content-Encoding: gzip`` (``gzip`` listed without ``q=0``)."""
-    for item in request.headers.get("accept-encoding", "").split(","):
-        name, _, params = item.strip().partition(";")
-        if name.strip().lower() in ("gzip", "*"):
-            return "q=0" not in params.replace(" ", "") or "q=0." in params.replace(" ", "")
-    return False
-
-
-def _not_found(what: str) -> Response:
-    return Response(
-        orjson.dumps({"error": f"{what} not found"}), 404, media_type="application/json"
-    )
+def _not_found(what: str) -> NotFound:
+    return NotFound(f"{what} not found")
 
 
 def _uids(request: Request) -> list[str]:
-    p = request.path_params
-    try:
-        return [check_uid(p[k], k) for k in ("study", "series", "instance") if k in p]
-    except InvalidRequest:
-        return []
+    """The path's UIDs, checked as the main server checks them (400 when malformed)."""
+    return [u for u in path_uids(request) if u is not None]
 
 
 def _gz_response(request: Request, path: Path, media_type: str) -> Response:
@@ -109,41 +100,47 @@ def create_static_app(root: str | Path) -> Starlette:
     async def series(request: Request) -> Response:
         uids = _uids(request)
         f = base / f"studies/{uids[0]}/series/index.json.gz" if uids else None
-        return _filtered(request, "series", [f]) if f and f.exists() else _not_found("study")
+        if f is None or not f.exists():
+            raise _not_found("study")
+        return _filtered(request, "series", [f])
 
     async def instances(request: Request) -> Response:
         uids = _uids(request)
         if len(uids) == 2:
             f = base / f"studies/{uids[0]}/series/{uids[1]}/instances/index.json.gz"
-            return _filtered(request, "instances", [f]) if f.exists() else _not_found("series")
+            if not f.exists():
+                raise _not_found("series")
+            return _filtered(request, "instances", [f])
         if not uids or not (base / f"studies/{uids[0]}").exists():
-            return _not_found("study")
+            raise _not_found("study")
         files = sorted((base / f"studies/{uids[0]}/series").glob("*/instances/index.json.gz"))
         return _filtered(request, "instances", files)
 
     async def metadata(request: Request) -> Response:
         uids = _uids(request)
         if len(uids) < 2:
-            return _not_found("series")
+            raise _not_found("series")
         rel = f"studies/{uids[0]}/series/{uids[1]}"
         if len(uids) == 3:
             rel += f"/instances/{uids[2]}"
         f = base / rel / "metadata.gz"
-        return _gz_response(request, f, JSON) if f.exists() else _not_found("metadata")
+        if not f.exists():
+            raise _not_found("metadata")
+        return _gz_response(request, f, JSON)
 
     async def frames(request: Request) -> Response:
         uids = _uids(request)
         if len(uids) != 3:
-            return _not_found("instance")
+            raise _not_found("instance")
         fdir = base / f"studies/{uids[0]}/series/{uids[1]}/instances/{uids[2]}/frames"
         numbers = request.path_params["frames"].split(",")
         files = []
         for n in numbers:
-            if not n.strip().isdigit():
-                return Response(b"frame numbers must be positive integers", 400)
+            if not n.strip().isdigit() or int(n) < 1:
+                raise InvalidRequest("frame numbers must be positive integers")
             found = [p for p in (fdir / f"{int(n)}.mht", fdir / f"{int(n)}.mht.gz") if p.exists()]
             if not found:
-                return _not_found(f"frame {n}")
+                raise _not_found(f"frame {n}")
             files.append(found[0])
         parts = []
         for f in files:
@@ -174,7 +171,7 @@ def create_static_app(root: str | Path) -> Starlette:
         path = request.path_params["path"]
         f = base / f"studies/{uids[0]}/bulkdata/{path}" if uids and _BULK.match(path) else None
         if f is None or not f.exists():
-            return _not_found("bulk data")
+            raise _not_found("bulk data")
         boundary, _body, ctype = read_part(gzip.decompress(f.read_bytes()))
         return _gz_response(request, f, multipart_content_type(ctype, boundary))
 
@@ -193,4 +190,11 @@ def create_static_app(root: str | Path) -> Starlette:
     cors = Middleware(
         CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"]
     )
-    return Starlette(routes=routes, middleware=[cors])
+    return Starlette(
+        routes=routes,
+        middleware=[cors],
+        exception_handlers={
+            WebpacsError: handle_webpacs_error,
+            Exception: handle_unexpected,
+        },
+    )
