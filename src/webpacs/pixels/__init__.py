@@ -1,0 +1,1 @@
+"""Pixel data: decoding, transcoding, rendering and thumbnails, on pydicom's pixel framework."""
