@@ -249,8 +249,12 @@ def prepare(
         raise
     except Exception as e:
         raise InvalidDicom(f"corrupt DICOM data set: {e}", **details) from e
-    if ts == ExplicitVRBigEndian and int(ds.get("BitsAllocated", 8) or 8) > 8:
-        fmap.swap = int(ds.BitsAllocated) // 8
+    if ts == ExplicitVRBigEndian and "PixelData" in ds:
+        bits = int(ds.get("BitsAllocated", 8) or 8)
+        if bits > 8:
+            fmap.swap = bits // 8
+        elif ds["PixelData"].VR == "OW":  # 8-bit samples in big-endian words
+            fmap.swap = 2
     digest = hashlib.sha256(memoryview(stored)[_skip_meta(stored, 132) :]).hexdigest()
     key = f"objects/{study}/{series}/{sop}.{digest[:20]}.dcm"
     if not blobs.exists(key):

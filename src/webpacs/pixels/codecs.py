@@ -12,6 +12,7 @@ and signedness each compressed syntax allows).
 from __future__ import annotations
 
 import functools
+import logging
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -160,6 +161,7 @@ class PixelDescription:
             "photometric_interpretation": self.photometric_interpretation,
             "planar_configuration": self.planar_configuration,
             "number_of_frames": self.number_of_frames,
+            "pixel_keyword": "PixelData",
         }
 
     def decoded(self) -> PixelDescription:
@@ -223,10 +225,11 @@ def _encodes(ts: str, pi: str, samples: int, signed: int, allocated: int, stored
     if allocated not in (8, 16, 32, 64):
         return False
     dtype = np.dtype(f"{'i' if signed else 'u'}{allocated // 8}")
-    arr = np.zeros((4, 4, samples) if samples > 1 else (4, 4), dtype=dtype)
+    size = 64  # openjpeg wants room for its default 6 resolution levels
+    arr = np.zeros((size, size, samples) if samples > 1 else (size, size), dtype=dtype)
     opts: dict[str, Any] = {
-        "rows": 4,
-        "columns": 4,
+        "rows": size,
+        "columns": size,
         "samples_per_pixel": samples,
         "bits_allocated": allocated,
         "bits_stored": stored,
@@ -236,10 +239,15 @@ def _encodes(ts: str, pi: str, samples: int, signed: int, allocated: int, stored
         "number_of_frames": 1,
         "use_mct": False,
     } | LOSSY_OUTPUT.get(ts, {})
+    quiet = logging.getLogger("pydicom")
+    level = quiet.level
     try:
+        quiet.setLevel(logging.CRITICAL)  # a refusal here is an answer, not an error to log
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             get_encoder(UID(ts)).encode(arr, **opts)
     except Exception:  # each plugin raises its own kinds: any failure means "cannot"
         return False
+    finally:
+        quiet.setLevel(level)
     return True

@@ -61,7 +61,7 @@ def encode_frame(arr: np.ndarray, wanted: str, desc: PixelDescription) -> bytes:
         return _native_bytes(arr)
     opts = desc.options() | {"number_of_frames": 1, "use_mct": False}
     opts |= LOSSY_OUTPUT.get(wanted, {})
-    return get_encoder(UID(wanted)).encode(arr, **opts)
+    return bytes(get_encoder(UID(wanted)).encode(arr, **opts))
 
 
 def transcode_frames(

@@ -7,6 +7,7 @@ that accept gzip.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -17,9 +18,12 @@ from starlette.routing import Route
 from webpacs import derived
 from webpacs.core.dicomjson import PIXEL_DATA, render
 from webpacs.core.framemap import FrameMap, Span
-from webpacs.core.media import UNCOMPRESSED, Representation, frame_media_type, negotiate
+from webpacs.core.media import UNCOMPRESSED, Representation, negotiate
 from webpacs.core.multipart import iter_multipart, multipart_content_type, new_boundary
-from webpacs.errors import InvalidRequest, NotFound, NotImplementedFeature
+from webpacs.errors import InvalidRequest, NotAcceptable, NotFound, NotImplementedFeature
+from webpacs.pixels.codecs import PixelDescription
+from webpacs.pixels.offers import description, instance_offers, is_as_stored, pixel_offers
+from webpacs.pixels.transcode import transcode_frames, transcode_instance
 from webpacs.storage.base import Blobs, InstanceRecord
 from webpacs.web.common import accepts_gzip, base_url, path_uids, store, threaded
 
@@ -49,26 +53,54 @@ async def _records(request: Request) -> list[InstanceRecord]:
     return records
 
 
+def _instance_chunks(blobs: Blobs, rec: InstanceRecord, rep: Representation) -> Iterator[bytes]:
+    """The stored object as is, or transcoded to ``rep``'s transfer syntax when it differs."""
+    wanted = rep.transfer_syntax
+    if wanted is None or wanted == rec.transfer_syntax:
+        yield from _file_chunks(blobs, rec.blob_key)
+        return
+    desc = description(rec.metadata)
+    yield transcode_instance(blobs.get(rec.blob_key), rec.transfer_syntax, wanted, desc)
+
+
+def negotiate_instance(
+    rec: InstanceRecord, accept: str | None, query_accept: str | None = None
+) -> Representation:
+    """How to send one instance: as stored, or transcoded (PS3.18 8.7.3.5)."""
+    offers = instance_offers(rec.transfer_syntax, description(rec.metadata))
+    return negotiate(accept, offers, query_accept=query_accept)
+
+
+async def _first_then_rest(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Produce the first chunk now, so a codec failure is an error status, not a cut stream."""
+    try:
+        first = await threaded(next, chunks, b"")
+    except (ValueError, RuntimeError, NotImplementedError) as e:
+        raise NotAcceptable(f"the installed codecs failed on this data: {e}") from e
+    return itertools.chain([first], chunks)
+
+
 async def retrieve(request: Request) -> Response:
     records = await _records(request)
     accept = request.headers.get("accept")
     query_accept = request.query_params.get("accept")
-    for ts in sorted({r.transfer_syntax for r in records}):
-        negotiate(
-            accept, [Representation("application/dicom", ts, True)], query_accept=query_accept
-        )
+
+    def choose() -> list[Representation]:
+        return [negotiate_instance(r, accept, query_accept) for r in records]
+
+    reps = await threaded(choose)
     boundary = new_boundary()
     blobs = store(request).blobs
+    first = await _first_then_rest(_instance_chunks(blobs, records[0], reps[0]))
     parts = (
         (
-            {"Content-Type": f"application/dicom; transfer-syntax={r.transfer_syntax}"},
-            _file_chunks(blobs, r.blob_key),
+            {"Content-Type": f"application/dicom; transfer-syntax={rep.transfer_syntax}"},
+            first if i == 0 else _instance_chunks(blobs, r, rep),
         )
-        for r in records
+        for i, (r, rep) in enumerate(zip(records, reps, strict=True))
     )
-    ts_param = (
-        records[0].transfer_syntax if len({r.transfer_syntax for r in records}) == 1 else None
-    )
+    syntaxes = {rep.transfer_syntax for rep in reps}
+    ts_param = reps[0].transfer_syntax if len(syntaxes) == 1 else None
     return StreamingResponse(
         iter_multipart(parts, boundary),
         media_type=multipart_content_type("application/dicom", boundary, ts_param),
@@ -147,27 +179,34 @@ async def _instance(request: Request) -> InstanceRecord:
     return rec
 
 
-def _pixel_offers(rec: InstanceRecord, single: bool) -> list[Representation]:
-    ts = rec.transfer_syntax
-    if ts in UNCOMPRESSED:
-        offers = [Representation("application/octet-stream", EXPLICIT_LE, True)]
-    else:
-        offers = [Representation(frame_media_type(ts), ts, True)]
-    if single:
-        offers.append(Representation(offers[0].media_type, offers[0].transfer_syntax, False))
-    return offers
-
-
 async def _parts_response(
-    blobs: Blobs, rec: InstanceRecord, rep: Representation, items: list[list[Span]], swap: int
+    blobs: Blobs,
+    rec: InstanceRecord,
+    rep: Representation,
+    items: list[list[Span]],
+    swap: int,
+    desc: PixelDescription | None,
 ) -> Response:
-    """Frames or bulk values (range reads of the stored object) as one response body.
-
-    The body is built in one threadpool call: frames are small next to a hop per chunk.
-    """
+    """Frames or bulk values as one response body: range reads of the stored object, as
+    stored (built in one threadpool call: frames are small next to a hop per chunk), or
+    decoded and re-encoded one at a time, streamed (PS3.18 8.7.3.5)."""
     ctype = rep.media_type
     if rep.transfer_syntax:
         ctype += f"; transfer-syntax={rep.transfer_syntax}"
+    if rep.transfer_syntax is not None and not is_as_stored(
+        rec.transfer_syntax, rep.transfer_syntax
+    ):
+        assert desc is not None
+        # native frames are read as little endian (swapped as needed), like native responses
+        stored = EXPLICIT_LE if rec.transfer_syntax in UNCOMPRESSED else rec.transfer_syntax
+        raw = (_read_spans(blobs, rec.blob_key, spans, swap) for spans in items)
+        frames = await _first_then_rest(transcode_frames(raw, stored, rep.transfer_syntax, desc))
+        if not rep.multipart:
+            return StreamingResponse(frames, media_type=ctype)
+        boundary = new_boundary()
+        parts = (({"Content-Type": ctype}, [frame]) for frame in frames)
+        content_type = multipart_content_type(rep.media_type, boundary, rep.transfer_syntax)
+        return StreamingResponse(iter_multipart(parts, boundary), media_type=content_type)
     if not rep.multipart:
         body = await threaded(_read_spans, blobs, rec.blob_key, items[0], swap)
         return Response(body, media_type=ctype)
@@ -196,13 +235,14 @@ async def frames(request: Request) -> Response:
             "frames of this instance are not byte aligned (1-bit pixel data); retrieve the instance"
         )
     numbers = _frame_numbers(request.path_params["frames"], len(fmap.frames))
+    desc = description(rec.metadata)
     rep = negotiate(
         request.headers.get("accept"),
-        _pixel_offers(rec, len(numbers) == 1),
+        pixel_offers(rec.transfer_syntax, desc, len(numbers) == 1),
         query_accept=request.query_params.get("accept"),
     )
     items = [fmap.frames[n - 1] for n in numbers]
-    return await _parts_response(store(request).blobs, rec, rep, items, fmap.swap)
+    return await _parts_response(store(request).blobs, rec, rep, items, fmap.swap, desc)
 
 
 async def bulkdata(request: Request) -> Response:
@@ -214,15 +254,17 @@ async def bulkdata(request: Request) -> Response:
         raise NotFound(f"no bulk data {path!r} in instance {rec.sop_uid}")
     blobs = store(request).blobs
     if path == f"{PIXEL_DATA:08X}" and rec.transfer_syntax not in UNCOMPRESSED:
-        rep = negotiate(request.headers.get("accept"), _pixel_offers(rec, len(fmap.frames) == 1))
-        return await _parts_response(blobs, rec, rep, fmap.frames, 0)
-    offers = [
+        desc = description(rec.metadata)
+        offers = pixel_offers(rec.transfer_syntax, desc, len(fmap.frames) == 1)
+        rep = negotiate(request.headers.get("accept"), offers)
+        return await _parts_response(blobs, rec, rep, fmap.frames, 0, desc)
+    offers_native = [
         Representation("application/octet-stream", EXPLICIT_LE, True),
         Representation("application/octet-stream", EXPLICIT_LE, False),
     ]
-    rep = negotiate(request.headers.get("accept"), offers)
+    rep = negotiate(request.headers.get("accept"), offers_native)
     swap = fmap.swap if path == f"{PIXEL_DATA:08X}" else 0
-    return await _parts_response(blobs, rec, rep, [spans], swap)
+    return await _parts_response(blobs, rec, rep, [spans], swap, None)
 
 
 routes = [
