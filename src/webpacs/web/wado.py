@@ -63,6 +63,10 @@ def _instance_chunks(blobs: Blobs, rec: InstanceRecord, rep: Representation) -> 
     yield transcode_instance(blobs.get(rec.blob_key), rec.transfer_syntax, wanted, desc)
 
 
+def _as_stored(rec: InstanceRecord) -> Representation:
+    return Representation("application/dicom", rec.transfer_syntax, True)
+
+
 def negotiate_instance(
     rec: InstanceRecord, accept: str | None, query_accept: str | None = None
 ) -> Representation:
@@ -71,12 +75,16 @@ def negotiate_instance(
     return negotiate(accept, offers, query_accept=query_accept)
 
 
-async def _first_then_rest(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Produce the first chunk now, so a codec failure is an error status, not a cut stream."""
+async def _first_then_rest(chunks: Iterator[bytes], stored: Representation) -> Iterator[bytes]:
+    """Produce the first chunk now, so that a codec failing on this data is a 406 naming what
+    can still be served (the stored representation), not a cut stream."""
     try:
         first = await threaded(next, chunks, b"")
     except (ValueError, RuntimeError, NotImplementedError) as e:
-        raise NotAcceptable(f"the installed codecs failed on this data: {e}") from e
+        raise NotAcceptable(
+            f"the installed codecs cannot decode this data ({str(e).splitlines()[0]});"
+            f" available: {stored.describe()}"
+        ) from e
     return itertools.chain([first], chunks)
 
 
@@ -91,7 +99,9 @@ async def retrieve(request: Request) -> Response:
     reps = await threaded(choose)
     boundary = new_boundary()
     blobs = store(request).blobs
-    first = await _first_then_rest(_instance_chunks(blobs, records[0], reps[0]))
+    first = await _first_then_rest(
+        _instance_chunks(blobs, records[0], reps[0]), _as_stored(records[0])
+    )
     parts = (
         (
             {"Content-Type": f"application/dicom; transfer-syntax={rep.transfer_syntax}"},
@@ -148,11 +158,19 @@ async def metadata(request: Request) -> Response:
 
 
 # -- frames and bulk data --------------------------------------------------------
-def _read_spans(blobs: Blobs, key: str, spans: list[Span], swap: int) -> bytes:
-    data = b"".join(blobs.get_range(key, off, n) for off, n in spans)
-    if swap > 1:
+def _read_spans(blobs: Blobs, key: str, spans: list[Span], swap: int, origin: int = 0) -> bytes:
+    """The bytes of ``spans``; with ``swap`` > 1, big-endian words of that size (counted from
+    ``origin``, where the value starts) made little endian, even where a span cuts a word."""
+    if swap <= 1:
+        return b"".join(blobs.get_range(key, off, n) for off, n in spans)
+    out = []
+    for off, n in spans:
+        lead = (off - origin) % swap
+        tail = -(off + n - origin) % swap  # values are padded to an even length
+        data = blobs.get_range(key, off - lead, lead + n + tail)
         data = np.frombuffer(data, dtype=f">u{swap}").astype(f"<u{swap}").tobytes()
-    return data
+        out.append(data[lead : lead + n])
+    return b"".join(out)
 
 
 def _frame_numbers(text: str, count: int) -> list[int]:
@@ -186,6 +204,7 @@ async def _parts_response(
     items: list[list[Span]],
     swap: int,
     desc: PixelDescription | None,
+    origin: int = 0,
 ) -> Response:
     """Frames or bulk values as one response body: range reads of the stored object, as
     stored (built in one threadpool call: frames are small next to a hop per chunk), or
@@ -199,8 +218,11 @@ async def _parts_response(
         assert desc is not None
         # native frames are read as little endian (swapped as needed), like native responses
         stored = EXPLICIT_LE if rec.transfer_syntax in UNCOMPRESSED else rec.transfer_syntax
-        raw = (_read_spans(blobs, rec.blob_key, spans, swap) for spans in items)
-        frames = await _first_then_rest(transcode_frames(raw, stored, rep.transfer_syntax, desc))
+        raw = (_read_spans(blobs, rec.blob_key, spans, swap, origin) for spans in items)
+        frames = await _first_then_rest(
+            transcode_frames(raw, stored, rep.transfer_syntax, desc),
+            pixel_offers(rec.transfer_syntax, desc, False)[0],
+        )
         if not rep.multipart:
             return StreamingResponse(frames, media_type=ctype)
         boundary = new_boundary()
@@ -208,13 +230,13 @@ async def _parts_response(
         content_type = multipart_content_type(rep.media_type, boundary, rep.transfer_syntax)
         return StreamingResponse(iter_multipart(parts, boundary), media_type=content_type)
     if not rep.multipart:
-        body = await threaded(_read_spans, blobs, rec.blob_key, items[0], swap)
+        body = await threaded(_read_spans, blobs, rec.blob_key, items[0], swap, origin)
         return Response(body, media_type=ctype)
     boundary = new_boundary()
 
     def build() -> bytes:
         parts = (
-            ({"Content-Type": ctype}, [_read_spans(blobs, rec.blob_key, spans, swap)])
+            ({"Content-Type": ctype}, [_read_spans(blobs, rec.blob_key, spans, swap, origin)])
             for spans in items
         )
         return b"".join(iter_multipart(parts, boundary))
@@ -242,7 +264,8 @@ async def frames(request: Request) -> Response:
         query_accept=request.query_params.get("accept"),
     )
     items = [fmap.frames[n - 1] for n in numbers]
-    return await _parts_response(store(request).blobs, rec, rep, items, fmap.swap, desc)
+    origin = fmap.frames[0][0][0]
+    return await _parts_response(store(request).blobs, rec, rep, items, fmap.swap, desc, origin)
 
 
 async def bulkdata(request: Request) -> Response:
@@ -264,7 +287,7 @@ async def bulkdata(request: Request) -> Response:
     ]
     rep = negotiate(request.headers.get("accept"), offers_native)
     swap = fmap.swap if path == f"{PIXEL_DATA:08X}" else 0
-    return await _parts_response(blobs, rec, rep, [spans], swap, None)
+    return await _parts_response(blobs, rec, rep, [spans], swap, None, spans[0][0] if spans else 0)
 
 
 routes = [

@@ -13,7 +13,13 @@ from starlette.routing import Route
 from webpacs.core.uids import check_uid
 from webpacs.errors import InvalidRequest, NotAcceptable, NotFound
 from webpacs.web.common import store, threaded
-from webpacs.web.wado import _file_chunks, _first_then_rest, _instance_chunks, negotiate_instance
+from webpacs.web.wado import (
+    _as_stored,
+    _file_chunks,
+    _first_then_rest,
+    _instance_chunks,
+    negotiate_instance,
+)
 
 DICOM = "application/dicom"
 
@@ -41,7 +47,9 @@ async def wado(request: Request) -> Response:
             rec,
             f'multipart/related; type="{DICOM}"; transfer-syntax={ts.strip()}',
         )
-        chunks = await _first_then_rest(_instance_chunks(store(request).blobs, rec, rep))
+        chunks = await _first_then_rest(
+            _instance_chunks(store(request).blobs, rec, rep), _as_stored(rec)
+        )
         return StreamingResponse(chunks, media_type=DICOM)
     return StreamingResponse(
         _file_chunks(store(request).blobs, rec.blob_key),
