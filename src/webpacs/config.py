@@ -26,6 +26,7 @@ from typing import Any
 import json5
 
 from webpacs.errors import ConfigError
+from webpacs.pixels.families import RECOMPRESS_FAMILIES
 
 
 def default_data_dir() -> str:
@@ -55,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "ingest": {
         "conflict": "reject",  # or "overwrite"
         "bulkThreshold": 1024,
+        "recompress": [],  # aliases of stored syntaxes to recompress to JPEG-LS lossless
     },
     "dimse": {
         "aeTitle": "WEBPACS",
@@ -119,6 +121,7 @@ _CHOICES = {
     ("blobs",): ("files", "s3"),
     ("ingest", "conflict"): ("reject", "overwrite"),
     ("proxy", "retrieve"): ("move", "get"),
+    ("ingest", "recompress"): tuple(RECOMPRESS_FAMILIES),  # each item of the list
 }
 for _service in SERVICES:
     for _key in ("index", "blobs"):
@@ -219,7 +222,12 @@ def _check(path: tuple[str, ...], value: Any, origin: str) -> Any:
             f" ({value!r})"
         )
     choices = _CHOICES.get(path)
-    if choices and value not in choices:
+    if choices and isinstance(value, list):
+        if any(v not in choices for v in value):
+            raise ConfigError(
+                f"{origin}: {'.'.join(path)} items must be among {', '.join(choices)}"
+            )
+    elif choices and value not in choices:
         raise ConfigError(f"{origin}: {'.'.join(path)} must be one of {', '.join(choices)}")
     return value
 

@@ -20,6 +20,7 @@ from webpacs.storage.registry import open_store
 
 _blobs: Blobs | None = None
 _threshold = 1024
+_recompress: tuple[str, ...] = ()
 
 
 def sample_paths() -> list[Path]:
@@ -49,13 +50,14 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
 
 
 def _init_worker(values: dict) -> None:  # type: ignore[type-arg]
-    global _blobs, _threshold
+    global _blobs, _threshold, _recompress
     from webpacs.config import load
 
     settings = load(overrides=values, environ={}, home="/nonexistent", cwd="/nonexistent")
     st = open_store(settings)
     _blobs = st.blobs
     _threshold = st.bulk_threshold
+    _recompress = st.recompress
     st.index.close()
 
 
@@ -67,7 +69,8 @@ def _prepare(path: str) -> tuple[str, Prepared | None, str | None]:
     assert _blobs is not None
     try:
         data = Path(path).read_bytes()
-        return path, prepare(data, _blobs, bulk_threshold=_threshold), None
+        prepared = prepare(data, _blobs, bulk_threshold=_threshold, recompress=_recompress)
+        return path, prepared, None
     except WebpacsError as e:
         return path, None, str(e)
     except OSError as e:

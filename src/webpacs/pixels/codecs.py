@@ -149,6 +149,26 @@ class PixelDescription:
             number_of_frames=int(value("00280008", 1) or 1),
         )
 
+    @classmethod
+    def from_dataset(cls, ds: Any) -> PixelDescription | None:
+        """From a pydicom ``Dataset``; ``None`` when it has no (integer) pixel data."""
+        if "PixelData" not in ds or not (ds.get("Rows") and ds.get("Columns")):
+            return None
+        bits = int(ds.get("BitsAllocated") or 0)
+        if not bits:
+            return None
+        return cls(
+            rows=int(ds.Rows),
+            columns=int(ds.Columns),
+            samples_per_pixel=int(ds.get("SamplesPerPixel") or 1),
+            bits_allocated=bits,
+            bits_stored=int(ds.get("BitsStored") or bits),
+            pixel_representation=int(ds.get("PixelRepresentation") or 0),
+            photometric_interpretation=str(ds.get("PhotometricInterpretation") or "MONOCHROME2"),
+            planar_configuration=int(ds.get("PlanarConfiguration") or 0),
+            number_of_frames=int(ds.get("NumberOfFrames") or 1),
+        )
+
     def options(self) -> dict[str, Any]:
         """The keyword options pydicom's decoders and encoders take for a buffer."""
         return {

@@ -33,8 +33,15 @@ from webpacs.pixels.codecs import (
     PixelDescription,
     can_produce,
 )
+from webpacs.pixels.families import RECOMPRESS_TARGET
 
-__all__ = ["decode_frame", "encode_frame", "transcode_frames", "transcode_instance"]
+__all__ = [
+    "decode_frame",
+    "encode_frame",
+    "recompress_instance",
+    "transcode_frames",
+    "transcode_instance",
+]
 
 #: Above this many bytes of encoded frames, an instance gets an Extended Offset Table.
 _BOT_LIMIT = 2**32 - 1
@@ -155,3 +162,11 @@ def transcode_instance(
     buf = io.BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()
+
+
+def recompress_instance(data: bytes, stored: str, desc: PixelDescription | None) -> bytes | None:
+    """``data`` with its pixel data recompressed to JPEG-LS lossless (static-wado's
+    ``--recompress``), or ``None`` when it has none or the codecs cannot encode it."""
+    if desc is None or not can_produce(stored, RECOMPRESS_TARGET, desc):
+        return None
+    return transcode_instance(data, stored, RECOMPRESS_TARGET, desc)

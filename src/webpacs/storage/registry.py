@@ -40,6 +40,7 @@ class Store:
     blobs: Blobs
     overwrite: bool = False
     bulk_threshold: int = 1024
+    recompress: tuple[str, ...] = ()  # ``ingest.recompress`` aliases
 
     def close(self) -> None:
         self.index.close()
@@ -64,4 +65,5 @@ def open_store(settings: Settings) -> Store:
         blobs=blobs,
         overwrite=settings.get("ingest", "conflict") == "overwrite",
         bulk_threshold=settings.get("ingest", "bulkThreshold"),
+        recompress=tuple(settings.get("ingest", "recompress")),
     )
