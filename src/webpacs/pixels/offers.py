@@ -49,7 +49,7 @@ def is_as_stored(stored: str, wanted: str | None) -> bool:
     return stored in UNCOMPRESSED and wanted in NATIVE_FRAME_SYNTAXES
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4096)
 def pixel_offers(
     stored: str, desc: PixelDescription | None, single: bool
 ) -> tuple[Representation, ...]:
@@ -74,7 +74,7 @@ def pixel_offers(
     return tuple(offers)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=4096)
 def instance_offers(stored: str, desc: PixelDescription | None) -> tuple[Representation, ...]:
     """What an instance stored in ``stored`` can be sent as (``application/dicom``)."""
     offers = [Representation(DICOM, stored, True)]

@@ -247,6 +247,27 @@ async def _parts_response(
     )
 
 
+def _negotiate_pixels(
+    rec: InstanceRecord, accept: str | None, query_accept: str | None, single: bool
+) -> tuple[Representation, PixelDescription | None]:
+    """The representation of frames to send and, when needed, the pixel description.
+
+    A single media range that the stored form satisfies gets it without reading the pixel
+    description (the hot path of viewers): with one range, the first matching offer wins and
+    the stored form is always the first offer.
+    """
+    asked = query_accept if query_accept and query_accept.strip() else accept
+    if asked is None or "," not in asked:
+        try:
+            stored = pixel_offers(rec.transfer_syntax, None, single)
+            return negotiate(accept, stored, query_accept=query_accept), None
+        except NotAcceptable:
+            pass
+    desc = description(rec.metadata)
+    offers = pixel_offers(rec.transfer_syntax, desc, single)
+    return negotiate(accept, offers, query_accept=query_accept), desc
+
+
 async def frames(request: Request) -> Response:
     rec = await _instance(request)
     fmap = FrameMap.from_json(rec.framemap)
@@ -257,11 +278,8 @@ async def frames(request: Request) -> Response:
             "frames of this instance are not byte aligned (1-bit pixel data); retrieve the instance"
         )
     numbers = _frame_numbers(request.path_params["frames"], len(fmap.frames))
-    desc = description(rec.metadata)
-    rep = negotiate(
-        request.headers.get("accept"),
-        pixel_offers(rec.transfer_syntax, desc, len(numbers) == 1),
-        query_accept=request.query_params.get("accept"),
+    rep, desc = _negotiate_pixels(
+        rec, request.headers.get("accept"), request.query_params.get("accept"), len(numbers) == 1
     )
     items = [fmap.frames[n - 1] for n in numbers]
     origin = fmap.frames[0][0][0]
@@ -277,9 +295,8 @@ async def bulkdata(request: Request) -> Response:
         raise NotFound(f"no bulk data {path!r} in instance {rec.sop_uid}")
     blobs = store(request).blobs
     if path == f"{PIXEL_DATA:08X}" and rec.transfer_syntax not in UNCOMPRESSED:
-        desc = description(rec.metadata)
-        offers = pixel_offers(rec.transfer_syntax, desc, len(fmap.frames) == 1)
-        rep = negotiate(request.headers.get("accept"), offers)
+        accept = request.headers.get("accept")
+        rep, desc = _negotiate_pixels(rec, accept, None, len(fmap.frames) == 1)
         return await _parts_response(blobs, rec, rep, fmap.frames, 0, desc)
     offers_native = [
         Representation("application/octet-stream", EXPLICIT_LE, True),
