@@ -176,6 +176,21 @@ def test_lossy_never_unless_named(loaded: Any) -> None:
         assert ctype == f"{media}; transfer-syntax={expected_ts}"
 
 
+def test_lossy_not_chosen_by_a_range_without_syntax(loaded: Any) -> None:
+    """With the lossless JPEG-LS refused (q=0), a bare ``image/jls`` range must not fall back
+    to the near-lossless syntax: 406."""
+    server, _, datasets = loaded
+    ds = datasets["CT_small.dcm"]
+    refuse = f'multipart/related; type="image/jls"; transfer-syntax={JLS}; q=0'
+    r = requests.get(
+        frame_url(server, ds, "1"),
+        headers={"Accept": f'{refuse}, multipart/related; type="image/jls"'},
+        timeout=30,
+    )
+    assert r.status_code == 406, r.headers.get("content-type")
+    assert JLS_NEAR in r.text  # named among what can be served
+
+
 def test_unproducible_syntax_is_406_naming_the_choices(loaded: Any) -> None:
     server, _, datasets = loaded
     ds = datasets["CT_small.dcm"]

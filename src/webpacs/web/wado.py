@@ -70,7 +70,16 @@ def _as_stored(rec: InstanceRecord) -> Representation:
 def negotiate_instance(
     rec: InstanceRecord, accept: str | None, query_accept: str | None = None
 ) -> Representation:
-    """How to send one instance: as stored, or transcoded (PS3.18 8.7.3.5)."""
+    """How to send one instance: as stored, or transcoded (PS3.18 8.7.3.5).
+
+    As for frames, a single range the stored form satisfies is answered without reading
+    the pixel description."""
+    asked = query_accept if query_accept and query_accept.strip() else accept
+    if asked is None or "," not in asked:
+        try:
+            return negotiate(accept, (_as_stored(rec),), query_accept=query_accept)
+        except NotAcceptable:
+            pass
     offers = instance_offers(rec.transfer_syntax, description(rec.metadata))
     return negotiate(accept, offers, query_accept=query_accept)
 
