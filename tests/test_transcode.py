@@ -176,6 +176,25 @@ def test_lossy_never_unless_named(loaded: Any) -> None:
         assert ctype == f"{media}; transfer-syntax={expected_ts}"
 
 
+@pytest.mark.parametrize(
+    ("name", "ts"), [("CT_small.dcm", JLS), ("SC_rgb_rle_2frame.dcm", EXPLICIT)]
+)
+def test_pixel_data_bulk_value_transcoded(loaded: Any, name: str, ts: str) -> None:
+    """The PixelData bulk value (its BulkDataURI) in another syntax: one part per frame."""
+    server, _, datasets = loaded
+    ds = datasets[name]
+    url = frame_url(server, ds, "").rsplit("/frames/", 1)[0] + "/bulkdata/7FE00010"
+    accept = f'multipart/related; type="{MEDIA[ts]}"; transfer-syntax={ts}'
+    r = requests.get(url, headers={"Accept": accept}, timeout=30)
+    assert r.status_code == 200, r.text
+    parts = multipart_parts(r)
+    expected = original_pixels(ds)
+    assert len(parts) == len(expected)
+    for n, (ctype, body) in enumerate(parts):
+        assert ctype == f"{MEDIA[ts]}; transfer-syntax={ts}"
+        np.testing.assert_array_equal(decode_frame(ds, body, ts), expected[n])
+
+
 def test_lossy_not_chosen_by_a_range_without_syntax(loaded: Any) -> None:
     """With the lossless JPEG-LS refused (q=0), a bare ``image/jls`` range must not fall back
     to the near-lossless syntax: 406."""

@@ -311,7 +311,16 @@ async def bulkdata(request: Request) -> Response:
         Representation("application/octet-stream", EXPLICIT_LE, True),
         Representation("application/octet-stream", EXPLICIT_LE, False),
     ]
-    rep = negotiate(request.headers.get("accept"), offers_native)
+    accept = request.headers.get("accept")
+    try:
+        rep = negotiate(accept, offers_native)
+    except NotAcceptable:
+        if path != f"{PIXEL_DATA:08X}" or not fmap.frames or not fmap.aligned:
+            raise
+        # native pixel data asked in another syntax: its frames, transcoded, one part each
+        rep, desc = _negotiate_pixels(rec, accept, None, len(fmap.frames) == 1)
+        origin = fmap.frames[0][0][0]
+        return await _parts_response(blobs, rec, rep, fmap.frames, fmap.swap, desc, origin)
     swap = fmap.swap if path == f"{PIXEL_DATA:08X}" else 0
     return await _parts_response(blobs, rec, rep, [spans], swap, None, spans[0][0] if spans else 0)
 
