@@ -91,7 +91,8 @@ async def _first_then_rest(chunks: Iterator[bytes], stored: Representation) -> I
         first = await threaded(next, chunks, b"")
     except (ValueError, RuntimeError, NotImplementedError) as e:
         raise NotAcceptable(
-            f"the installed codecs cannot decode this data ({str(e).splitlines()[0]});"
+            f"the installed codecs cannot decode this data"
+            f" ({(str(e).splitlines() or [type(e).__name__])[0]});"
             f" available: {stored.describe()}"
         ) from e
     return itertools.chain([first], chunks)
