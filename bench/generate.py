@@ -28,7 +28,13 @@ from pydicom.uid import generate_uid
 HERE = Path(__file__).resolve().parent
 DEFAULT_CACHE = HERE / ".data"
 #: Bump when the generated content changes, so old caches are rebuilt.
-FORMAT = 1
+FORMAT = 2
+#: Compressed copies of the first instances, for the transcoding workloads: syntax -> name.
+CODECS = {
+    "1.2.840.10008.1.2.4.90": "j2k",  # JPEG 2000 lossless
+    "1.2.840.10008.1.2.4.80": "jls",  # JPEG-LS lossless
+}
+CODEC_INSTANCES = 10
 
 #: name -> (studies, series per study, instances per series)
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -60,6 +66,18 @@ class StudyInfo:
 
 
 @dataclass
+class CodecSeries:
+    """A series of compressed copies (new UIDs) of dataset instances, outside ``studies``:
+    stored after the timed STOW, read by the transcoding workloads."""
+
+    transfer_syntax: str
+    study: str
+    series: str
+    instances: list[str]
+    files: list[str]  # relative to the manifest's directory
+
+
+@dataclass
 class Manifest:
     """What a generated dataset holds (written as ``manifest.json`` beside the files)."""
 
@@ -69,6 +87,7 @@ class Manifest:
     total_bytes: int
     studies: list[StudyInfo]
     root: str = ""  # absolute directory of the files (not stored)
+    codecs: list[CodecSeries] = field(default_factory=list)
 
     @property
     def instance_count(self) -> int:
@@ -77,6 +96,10 @@ class Manifest:
     def files(self) -> list[Path]:
         base = Path(self.root)
         return [base / f for st in self.studies for se in st.series for f in se.files]
+
+    def codec_files(self) -> list[Path]:
+        """Files of the compressed series (not part of ``files()`` nor of the timed STOW)."""
+        return [Path(self.root) / f for cs in self.codecs for f in cs.files]
 
     def to_json(self) -> str:
         d = asdict(self)
@@ -100,6 +123,7 @@ class Manifest:
             total_bytes=raw["total_bytes"],
             studies=studies,
             root=str(path.parent),
+            codecs=[CodecSeries(**cs) for cs in raw.get("codecs", [])],
         )
 
 
@@ -222,11 +246,42 @@ def generate(
                 f" ({total / 1e6:.0f} MB, {time.monotonic() - start:.0f} s)",
                 file=sys.stderr,
             )
-    m = Manifest(FORMAT, size, (n_st, n_se, n_in), total, studies, root=str(out))
+    codecs = _codec_series(out, studies)
+    m = Manifest(FORMAT, size, (n_st, n_se, n_in), total, studies, str(out), codecs)
     tmp = mpath.with_suffix(".tmp")
     tmp.write_text(m.to_json())
     os.replace(tmp, mpath)
     return m
+
+
+def _codec_series(out: Path, studies: list[StudyInfo]) -> list[CodecSeries]:
+    """JPEG 2000 and JPEG-LS lossless copies of the first instances, one series each, in a
+    study of their own; none when the encoders (the ``codecs`` extra) are not installed."""
+    from pydicom.pixels import get_encoder
+
+    first = studies[0].series[0]
+    study = generate_uid()
+    made = []
+    for ts, name in CODECS.items():
+        if not get_encoder(ts).is_available:
+            continue
+        cs = CodecSeries(ts, study, generate_uid(), [], [])
+        cdir = out / f"codec-{name}"
+        cdir.mkdir(parents=True, exist_ok=True)
+        for i, rel in enumerate(first.files[:CODEC_INSTANCES]):
+            ds = pydicom.dcmread(out / rel)
+            ds.StudyInstanceUID = study
+            ds.SeriesInstanceUID = cs.series
+            ds.SeriesDescription = f"Bench {name} copies"
+            sop = generate_uid()
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = sop
+            ds.compress(ts, generate_instance_uid=False)
+            path = cdir / f"i{i:03d}.dcm"
+            ds.save_as(path, enforce_file_format=True)
+            cs.instances.append(sop)
+            cs.files.append(str(path.relative_to(out)))
+        made.append(cs)
+    return made
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -143,6 +143,31 @@ class Workload:
     headers: dict[str, str]
 
 
+def _transcode_workloads(m: Manifest) -> list[Workload]:
+    """One frame of a compressed instance asked as native pixels (the server decodes it)."""
+    names = {"1.2.840.10008.1.2.4.90": "j2k", "1.2.840.10008.1.2.4.80": "jls"}
+    labels = {"j2k": "JPEG 2000 lossless", "jls": "JPEG-LS lossless"}
+    native = {"Accept": 'multipart/related; type="application/octet-stream"', **IDENTITY}
+    out = []
+    for cs in m.codecs:
+        name = names.get(cs.transfer_syntax)
+        if name is None:
+            continue
+        paths = [
+            f"studies/{cs.study}/series/{cs.series}/instances/{sop}/frames/1"
+            for sop in cs.instances
+        ]
+        out.append(
+            Workload(
+                f"wado-frame-{name}-native",
+                f"WADO one frame, {labels[name]} -> native",
+                paths,
+                native,
+            )
+        )
+    return out
+
+
 def read_workloads(m: Manifest) -> list[Workload]:
     """The read workloads for a dataset (paths rotate over its studies/series/instances)."""
     studies = m.studies
@@ -229,6 +254,7 @@ def read_workloads(m: Manifest) -> list[Workload]:
             {**JSON_ACCEPT, **GZIP},
         ),
         Workload("wado-frame", "WADO one frame (512 KB)", frames, {**mp_octet, **IDENTITY}),
+        *_transcode_workloads(m),
         Workload(
             "wado-series",
             f"WADO whole series ({n_series} instances, multipart DICOM)",
@@ -524,6 +550,19 @@ def run_stow(
     )
 
 
+def store_codec_series(base: str, m: Manifest) -> None:
+    """STOW the compressed series (untimed: they only feed the transcoding workloads)."""
+    files = m.codec_files()
+    if not files:
+        return
+    body, ctype = _multipart(files)
+    r = httpx.post(
+        base.rstrip("/") + "/studies", content=body, headers={"Content-Type": ctype}, timeout=120
+    )
+    if r.status_code >= 400 or _stow_failures(r.content):
+        raise RuntimeError(f"STOW of the compressed series failed: {r.status_code} {r.text[:300]}")
+
+
 def wait_ready(url: str, timeout: float = 60) -> None:
     """Wait until ``url`` answers (any status below 500)."""
     deadline = time.monotonic() + timeout
@@ -574,6 +613,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         results.append(res)
         print("RESULT " + json.dumps(asdict(res)), flush=True)
+        store_codec_series(args.base, manifest)
     if args.workloads != "none":
         if manifest is None:
             p.error("read workloads need --manifest")

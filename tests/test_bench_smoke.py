@@ -36,6 +36,9 @@ def test_load_driver_against_webpacs(manifest: Manifest, tmp_path: Path) -> None
         assert stow.peak_rss_mb and stow.peak_rss_mb > 0
         rest = load.run_stow(base, "webpacs", manifest.files()[60:], pid=pid, max_seconds=60)
         assert rest.errors == 0
+        load.store_codec_series(base, manifest)  # what the transcoding workloads read
+        names = {wl.name for wl in load.read_workloads(manifest)}
+        assert {"wado-frame-j2k-native", "wado-frame-jls-native"} <= names
         for wl in load.read_workloads(manifest):
             res = load.run_read(
                 base,

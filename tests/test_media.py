@@ -234,3 +234,18 @@ def test_frame_media_types_negotiate_for_every_syntax() -> None:
         offer = Representation(media_type, ts, multipart=True)
         accept = f'multipart/related; type="{media_type}"; transfer-syntax={ts}'
         assert negotiate(accept, [offer]) == offer
+
+
+def test_named_only_offers_need_their_transfer_syntax_named() -> None:
+    """Lossy re-encodings are chosen only by a range naming their syntax."""
+    lossy = Representation("image/jls", "1.2.840.10008.1.2.4.81", True, named_only=True)
+    for accept in (
+        "*/*",
+        "multipart/related; type=image/jls",
+        "multipart/related; type=image/*",
+        "multipart/related; type=image/jls; transfer-syntax=*",
+    ):
+        with pytest.raises(NotAcceptable):
+            negotiate(accept, [lossy])
+    named = "multipart/related; type=image/jls; transfer-syntax=1.2.840.10008.1.2.4.81"
+    assert negotiate(named, [lossy]) == lossy

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import json5
 
 from webpacs.errors import ConfigError
+from webpacs.pixels.families import RECOMPRESS_FAMILIES
 from webpacs.storage.registry import BLOBS, INDEXES
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class ViewerSettings:
 class IngestSettings:
     conflict: str = "reject"  # or "overwrite"
     bulk_threshold: int = 1024
+    recompress: tuple[str, ...] = ()  # aliases of stored syntaxes to recompress to JPEG-LS lossless
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,11 @@ def key_of(name: str) -> str:
 
 
 def _schema(cls: type[DataclassInstance]) -> dict[str, Any]:
-    return {key_of(f.name): f.default for f in fields(cls)}
+    """A section's keys and defaults, as configuration files write them (tuples as lists)."""
+    return {
+        key_of(f.name): list(f.default) if isinstance(f.default, tuple) else f.default
+        for f in fields(cls)
+    }
 
 
 #: Every setting, with its default; the types of these defaults are the allowed types.
@@ -225,6 +231,7 @@ _CHOICES = {
     ("blobs",): tuple(BLOBS),
     ("ingest", "conflict"): ("reject", "overwrite"),
     ("proxy", "retrieve"): ("move", "get"),
+    ("ingest", "recompress"): tuple(RECOMPRESS_FAMILIES),  # each item of the list
 }
 for _service in SERVICES:
     for _key in ("index", "blobs"):
@@ -242,6 +249,8 @@ def _typed(cls: type[_T], values: Mapping[str, Any]) -> _T:
         value = values[key_of(f.name)]
         if hints[f.name] is float:
             value = float(value)
+        elif isinstance(value, list):
+            value = tuple(value)  # frozen settings hold tuples
         kwargs[f.name] = value
     return cls(**kwargs)
 
@@ -375,7 +384,12 @@ def _check(path: tuple[str, ...], value: Any, origin: str) -> Any:
             f" ({value!r})"
         )
     choices = _CHOICES.get(path)
-    if choices and value not in choices:
+    if choices and isinstance(value, list):
+        if any(v not in choices for v in value):
+            raise ConfigError(
+                f"{origin}: {'.'.join(path)} items must be among {', '.join(choices)}"
+            )
+    elif choices and value not in choices:
         raise ConfigError(f"{origin}: {'.'.join(path)} must be one of {', '.join(choices)}")
     return value
 

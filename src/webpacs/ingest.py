@@ -45,6 +45,9 @@ from webpacs.errors import (
     WebpacsError,
     WrongStudy,
 )
+from webpacs.pixels.codecs import PixelDescription
+from webpacs.pixels.families import RECOMPRESS_TARGET, recompress_syntaxes
+from webpacs.pixels.transcode import recompress_instance
 from webpacs.storage.base import Blobs, Index, InstanceRecord, Outcome
 
 log = logging.getLogger("webpacs.ingest")
@@ -165,15 +168,34 @@ def _normalized_bytes(data: bytes, ds: Dataset) -> tuple[bytes, str, list[str]]:
     return part10.with_file_meta(data, ds.SOPClassUID, ds.SOPInstanceUID, ts), str(ts), notes
 
 
+def _recompressed(stored: bytes, ts: str, ds: Dataset, notes: list[str]) -> tuple[bytes, str]:
+    """``stored`` recompressed to JPEG-LS lossless, or as it is when the codecs cannot."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = recompress_instance(stored, ts, PixelDescription.from_dataset(ds))
+    except Exception as e:  # a codec refusing this data: keep what was received
+        notes.append(f"not recompressed ({type(e).__name__}: {e})")
+        return stored, ts
+    if out is None:
+        notes.append("not recompressed: no JPEG-LS lossless encoding for this pixel data")
+        return stored, ts
+    notes.append(f"recompressed from {ts} to JPEG-LS lossless ({len(out)} of {len(stored)} bytes)")
+    return out, RECOMPRESS_TARGET
+
+
 def prepare(
     data: bytes,
     blobs: Blobs,
     *,
     expected_study: str | None = None,
     bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+    recompress: Iterable[str] = (),
 ) -> Prepared:
     """Parse ``data`` (Part 10, or a bare data set), write its stored object, build its record.
 
+    ``recompress`` names stored families (``ingest.recompress``: ``uncompressed``, ``jp2``,
+    ``jpeglossless``, ``rle``) whose pixel data is stored recompressed to JPEG-LS lossless.
     Raises ``InvalidDicom`` for what is not a storable instance and ``InvalidRequest``
     (with ``details``) when it does not belong to ``expected_study``.
     """
@@ -202,6 +224,8 @@ def prepare(
         )
     stored, ts, changed = _normalized_bytes(data, ds)
     notes += changed
+    if ts in recompress_syntaxes(recompress) and "PixelData" in ds:
+        stored, ts = _recompressed(stored, ts, ds, notes)
     if stored is not data:
         ds, more = _read(stored)
         notes += more
@@ -217,8 +241,12 @@ def prepare(
         raise
     except Exception as e:
         raise InvalidDicom(f"corrupt DICOM data set: {e}", **details) from e
-    if ts == ExplicitVRBigEndian and int(ds.get("BitsAllocated", 8) or 8) > 8:
-        fmap.swap = int(ds.BitsAllocated) // 8
+    if ts == ExplicitVRBigEndian and "PixelData" in ds:
+        bits = int(ds.get("BitsAllocated", 8) or 8)
+        if bits > 8:
+            fmap.swap = bits // 8
+        elif ds["PixelData"].VR == "OW":  # 8-bit samples in big-endian words
+            fmap.swap = 2
     digest = hashlib.sha256(memoryview(stored)[part10.skip_meta(stored, 132) :]).hexdigest()
     key = f"objects/{study}/{series}/{sop}.{digest[:20]}.dcm"
     if not blobs.exists(key):
@@ -309,6 +337,7 @@ def ingest_many(
     overwrite: bool = False,
     expected_study: str | None = None,
     bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+    recompress: Iterable[str] = (),
 ) -> list[IngestResult | WebpacsError]:
     """Store several instances (e.g. one STOW-RS request); each gets a result or its error.
 
@@ -322,7 +351,11 @@ def ingest_many(
             return item
         try:
             return prepare(
-                item, blobs, expected_study=expected_study, bulk_threshold=bulk_threshold
+                item,
+                blobs,
+                expected_study=expected_study,
+                bulk_threshold=bulk_threshold,
+                recompress=recompress,
             )
         except WebpacsError as e:
             return e
@@ -372,7 +405,14 @@ def ingest(
     overwrite: bool = False,
     expected_study: str | None = None,
     bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
+    recompress: Iterable[str] = (),
 ) -> IngestResult:
     """Store one instance: ``prepare`` then ``commit``."""
-    prepared = prepare(data, blobs, expected_study=expected_study, bulk_threshold=bulk_threshold)
+    prepared = prepare(
+        data,
+        blobs,
+        expected_study=expected_study,
+        bulk_threshold=bulk_threshold,
+        recompress=recompress,
+    )
     return commit(index, blobs, prepared, overwrite=overwrite)

@@ -21,6 +21,7 @@ from webpacs.storage.registry import open_store
 
 _blobs: Blobs | None = None
 _threshold = 1024
+_recompress: tuple[str, ...] = ()
 
 
 def sample_paths() -> list[Path]:
@@ -50,10 +51,11 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
 
 
 def _init_worker(values: dict[str, Any]) -> None:
-    global _blobs, _threshold
+    global _blobs, _threshold, _recompress
     st = open_store(isolated(values))
     _blobs = st.blobs
     _threshold = st.bulk_threshold
+    _recompress = st.recompress
     st.index.close()
 
 
@@ -65,7 +67,8 @@ def _prepare(path: str) -> tuple[str, Prepared | None, str | None]:
     assert _blobs is not None
     try:
         data = Path(path).read_bytes()
-        return path, prepare(data, _blobs, bulk_threshold=_threshold), None
+        prepared = prepare(data, _blobs, bulk_threshold=_threshold, recompress=_recompress)
+        return path, prepared, None
     except WebpacsError as e:
         return path, None, str(e)
     except OSError as e:

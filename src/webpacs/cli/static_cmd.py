@@ -13,8 +13,20 @@ import click
 from webpacs.cli.common import config_options, console, progress_bar, settings_from, setup_logging
 from webpacs.config import Settings
 from webpacs.errors import WebpacsError
+from webpacs.pixels.families import RECOMPRESS_FAMILIES, recompress_syntaxes
 
 DEFAULT_OUT = "~/dicomweb"
+
+
+def _families(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--recompress`` values (repeated or comma separated), checked."""
+    names = tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+    unknown = [n for n in names if n not in RECOMPRESS_FAMILIES]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown {', '.join(unknown)}; choose among {', '.join(RECOMPRESS_FAMILIES)}"
+        )
+    return names
 
 
 @click.group("static")
@@ -46,6 +58,21 @@ def static() -> None:
     "--json", "as_json", is_flag=True, help="Also print the build's figures as one JSON line."
 )
 @click.option(
+    "-r",
+    "--recompress",
+    "recompress",
+    multiple=True,
+    callback=lambda _ctx, _param, values: _families(values),
+    metavar="ALIAS",
+    help="Write frames of these stored families as JPEG-LS lossless (repeatable,"
+    f" or comma separated): {', '.join(RECOMPRESS_FAMILIES)}; as mkdicomweb -r does.",
+)
+@click.option(
+    "--no-recompress",
+    is_flag=True,
+    help="Keep every frame as stored (the default; overrides --recompress).",
+)
+@click.option(
     "--max-public-inline",
     type=int,
     default=131074,
@@ -75,6 +102,8 @@ def build(
     clean: bool,
     jobs: int | None,
     as_json: bool,
+    recompress: tuple[str, ...],
+    no_recompress: bool,
     max_public_inline: int,
     max_private_inline: int,
 ) -> None:
@@ -98,7 +127,10 @@ def build(
     tree = Tree(out)
     if clean:
         tree.clean()
-    opts = b.Options(Thresholds(max_public_inline, max_private_inline), dedup)
+    families = () if no_recompress else recompress
+    opts = b.Options(
+        Thresholds(max_public_inline, max_private_inline), dedup, recompress_syntaxes(families)
+    )
     progress, start, step = progress_bar("static build", "instances")
     try:
         if from_paths:
@@ -155,7 +187,10 @@ def build(
     _summary(report, verbose)
     for path, reason in report.failures:
         console.print(f"[red]not included[/] {path}: {reason}")
-    numbers = figures(tree.root, report.instances, report.seconds, report.input_bytes)
+    rc = report.recompressed
+    numbers = figures(
+        tree.root, report.instances, report.seconds, report.input_bytes, (rc.bytes_in, rc.bytes_out)
+    )
     line = f"tree: [bold]{tree.root}[/] {numbers.files} files, {_mb(numbers.tree_bytes)}"
     if numbers.size_ratio is not None:
         line += f" ({numbers.size_ratio:.2f} x the {_mb(numbers.input_bytes)} input)"
@@ -163,6 +198,11 @@ def build(
         line += (
             f"; deduplicated metadata {numbers.dedup_ratio:.1%} of plain"
             f" ({numbers.dedup_gz_ratio:.1%} gzip'd)"
+        )
+    if numbers.recompress_ratio is not None:
+        line += (
+            f"; frames recompressed to JPEG-LS lossless: {_mb(numbers.recompressed_in)}"
+            f" -> {_mb(numbers.recompressed_out)} ({numbers.recompress_ratio:.2f} x)"
         )
     console.print(line)
     if as_json:

@@ -17,6 +17,8 @@ Media ranges are matched as PS3.18 section 8.7.3 (DICOM, bulk data and pixel dat
   means the stored one, whatever media type ``type`` names (the response names the real one);
   absent means any, except that ``application/octet-stream`` without it means an uncompressed
   transfer syntax (Table 8.7.3-2: the default is Explicit VR Little Endian);
+* an offer marked ``named_only`` (a lossy re-encoding) matches only a range whose
+  ``transfer-syntax`` names its syntax: lossy data is sent only when the client asks for it;
 * ``q=0`` marks a range as not acceptable (RFC 9110 section 12.5.1); a zero range excludes the
   representations it matches unless a more specific positive range matches them.
 """
@@ -134,6 +136,8 @@ class Representation:
     """The transfer syntax UID, or ``None`` where it does not apply (JSON, rendered)."""
     multipart: bool = False
     """``True``: sent as ``multipart/related; type=<media_type>`` (PS3.18 section 8.7.2)."""
+    named_only: bool = False
+    """``True``: chosen only by a range naming its transfer syntax (lossy transcoding)."""
 
     def describe(self) -> str:
         """The media type with parameters, as a client would ask for it."""
@@ -218,6 +222,8 @@ def _same_shape(asked: str, offer: Representation) -> bool:
 
 
 def _matches(rng: MediaRange, offer: Representation) -> bool:
+    if offer.named_only and rng.params.get("transfer-syntax") != offer.transfer_syntax:
+        return False
     offer_type = offer.media_type.lower()
     asked = rng.media_type
     if asked == "*/*":

@@ -63,6 +63,7 @@ def handle_store(event: Any, ctx: ScpContext) -> Dataset:
             data,
             overwrite=st.overwrite,
             bulk_threshold=st.bulk_threshold,
+            recompress=st.recompress,
         )
     except Exception as exc:  # handler exceptions never escape (status.py)
         ds = failure(Service.STORE, exc)

@@ -220,7 +220,14 @@ class Proxy:
 
     def _ingest(self, data: bytes) -> None:
         st = self.store
-        ingest(st.index, st.blobs, data, overwrite=st.overwrite, bulk_threshold=st.bulk_threshold)
+        ingest(
+            st.index,
+            st.blobs,
+            data,
+            overwrite=st.overwrite,
+            bulk_threshold=st.bulk_threshold,
+            recompress=st.recompress,
+        )
 
     def summary(self) -> dict[str, Any]:
         """Counters and the cache's content, for ``/webpacs/proxy``."""

@@ -23,7 +23,7 @@ from webpacs.core.query import Query
 from webpacs.errors import WebpacsError
 from webpacs.ingest import commit, prepare
 from webpacs.static import dedup
-from webpacs.static.instance import InstanceWriter, Thresholds
+from webpacs.static.instance import InstanceWriter, Recompression, Thresholds
 from webpacs.static.tree import (
     FROM_INSTANCE,
     FROM_SERIES,
@@ -51,6 +51,8 @@ class Options:
 
     thresholds: Thresholds = field(default_factory=Thresholds)
     dedup: bool = False
+    #: stored transfer syntaxes whose frames are written as JPEG-LS lossless (``--recompress``)
+    recompress: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -66,6 +68,8 @@ class Report:
     failures: list[tuple[str, str]] = field(default_factory=list)
     #: bytes of the Part 10 input (builds from files only)
     input_bytes: int = 0
+    #: frame bytes before and after recompression (``--recompress``)
+    recompressed: Recompression = field(default_factory=Recompression)
 
     @property
     def rate(self) -> float:
@@ -103,7 +107,12 @@ def latest_seq(index: Index, since: int = 0) -> int:
 
 
 def build_study(
-    st: Store, tree: Tree, study: str, opts: Options, on_instance: OnInstance | None = None
+    st: Store,
+    tree: Tree,
+    study: str,
+    opts: Options,
+    on_instance: OnInstance | None = None,
+    recompression: Recompression | None = None,
 ) -> int:
     """(Re)write one study; removes its directory when the store no longer has it.
 
@@ -121,7 +130,9 @@ def build_study(
         if not (immutable and tree.exists(rel)):
             tree.write(rel, data)
 
-    writer = InstanceWriter(st.blobs, opts.thresholds, put)
+    if recompression is None:
+        recompression = Recompression(opts.recompress)
+    writer = InstanceWriter(st.blobs, opts.thresholds, put, recompression)
     count = 0
     series_rows = _rows(st.index, Level.SERIES, study)
     for srow in series_rows:
@@ -217,8 +228,9 @@ def build(
     if on_start is not None:
         on_start(count_instances(st.index, todo))
     files0 = tree.written
+    report.recompressed = Recompression(opts.recompress)
     for study in todo:
-        n = build_study(st, tree, study, opts, on_instance)
+        n = build_study(st, tree, study, opts, on_instance, report.recompressed)
         report.instances += n
         report.studies += 1 if n else 0
         report.removed += 0 if n else 1

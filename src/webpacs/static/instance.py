@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import itertools
 import struct
 import warnings
 from collections.abc import Callable
@@ -27,6 +28,9 @@ from webpacs.core.framemap import FrameMap, Span
 from webpacs.core.media import EXPLICIT_VR_BIG_ENDIAN as BIG_ENDIAN
 from webpacs.core.media import EXPLICIT_VR_LITTLE_ENDIAN as EXPLICIT_LE
 from webpacs.core.media import UNCOMPRESSED, frame_media_type, swap_bytes
+from webpacs.pixels.codecs import PixelDescription, can_produce
+from webpacs.pixels.families import RECOMPRESS_TARGET
+from webpacs.pixels.transcode import transcode_frames
 from webpacs.static.tree import BINARY_LEVEL, bulk_path, gz, instance_dir, one_part
 from webpacs.storage.base import Blobs, InstanceRecord
 
@@ -66,6 +70,16 @@ def _find_bot(blobs: Blobs, key: str, first: Span, nframes: int) -> bytes:
     raise ValueError("cannot locate the basic offset table")
 
 
+@dataclass
+class Recompression:
+    """static-wado's ``--recompress``: frames of these stored syntaxes are written as JPEG-LS
+    lossless; the bytes before and after are counted for the build figures."""
+
+    syntaxes: frozenset[str] = frozenset()
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
 class InstanceWriter:
     """Writes the static files of one instance and returns its canonical metadata.
 
@@ -74,10 +88,17 @@ class InstanceWriter:
     to the file that holds them.
     """
 
-    def __init__(self, blobs: Blobs, thresholds: Thresholds, put: Put) -> None:
+    def __init__(
+        self,
+        blobs: Blobs,
+        thresholds: Thresholds,
+        put: Put,
+        recompression: Recompression | None = None,
+    ) -> None:
         self.blobs = blobs
         self.thresholds = thresholds
         self.put = put
+        self.recompression = recompression or Recompression()
 
     def write(self, rec: InstanceRecord) -> dict[str, Any]:
         """Write frames and bulk data of ``rec``; returns its canonical static metadata."""
@@ -88,9 +109,21 @@ class InstanceWriter:
         frames_ok = bool(self._fmap.frames) and self._fmap.aligned
         meta: dict[str, Any] = orjson.loads(rec.metadata)
         self._convert(meta, "", frames_ok, f"series/{rec.series_uid}/instances/{rec.sop_uid}")
-        if frames_ok:
-            self._write_frames(idir)
         ts = rec.transfer_syntax
+        desc = PixelDescription.from_json(meta) if frames_ok else None
+        if (
+            desc is not None
+            and ts in self.recompression.syntaxes
+            and can_produce(ts, RECOMPRESS_TARGET, desc)
+        ):
+            self._write_recompressed(idir, desc)
+            ts = RECOMPRESS_TARGET
+            out = desc.decoded()
+            meta["00280004"] = {"vr": "CS", "Value": [out.photometric_interpretation]}
+            if "00280006" in meta:
+                meta["00280006"] = {"vr": "US", "Value": [0]}
+        elif frames_ok:
+            self._write_frames(idir)
         if ts == BIG_ENDIAN and self._fmap.swap:
             ts = EXPLICIT_LE  # frames were byte-swapped to little endian
         meta[AVAILABLE_TS] = {"vr": "UI", "Value": [ts]}
@@ -147,14 +180,40 @@ class InstanceWriter:
         return _element_bytes(elem)
 
     # -- frames --------------------------------------------------------------------------
+    def _native(self, spans: list[Span]) -> bytes:
+        """A native frame as little-endian bytes."""
+        return swap_bytes(self._read(spans), self._fmap.swap)
+
+    def _write_recompressed(self, idir: str, desc: PixelDescription) -> None:
+        """Frames re-encoded as JPEG-LS lossless, one fragment each (PS3.5 A.4)."""
+        rec, fmap = self._rec, self._fmap
+        native = rec.transfer_syntax in UNCOMPRESSED
+        stored = EXPLICIT_LE if native else rec.transfer_syntax
+        raw = (self._native(spans) if native else self._read(spans) for spans in fmap.frames)
+        ctype = f"{frame_media_type(RECOMPRESS_TARGET)}; transfer-syntax={RECOMPRESS_TARGET}"
+        lengths = []
+        frames = transcode_frames(raw, stored, RECOMPRESS_TARGET, desc)
+        for n, (spans, frame) in enumerate(zip(fmap.frames, frames, strict=True), 1):
+            frame += b"\0" * (len(frame) % 2)  # fragments have even lengths
+            self.recompression.bytes_in += sum(length for _o, length in spans)
+            self.recompression.bytes_out += len(frame)
+            lengths.append(len(frame))
+            self.put(f"{idir}/frames/{n}.mht", one_part(frame, ctype), False)
+        offsets = itertools.accumulate([8 + n for n in lengths[:-1]], initial=0)
+        bot = struct.pack(f"<{len(lengths)}L", *offsets)
+        layout = {
+            "bot": base64.b64encode(bot).decode("ascii"),
+            "fragments": [[n] for n in lengths],
+        }
+        self.put(f"{idir}/fragments.json", orjson.dumps(layout), False)
+
     def _write_frames(self, idir: str) -> None:
         rec, fmap = self._rec, self._fmap
         ts = rec.transfer_syntax
         if ts in UNCOMPRESSED:
             ctype = f"{OCTET}; transfer-syntax={EXPLICIT_LE}"
             for n, spans in enumerate(fmap.frames, 1):
-                data = self._read(spans)
-                data = swap_bytes(data, fmap.swap)
+                data = self._native(spans)
                 self.put(
                     f"{idir}/frames/{n}.mht.gz", gz(one_part(data, ctype), BINARY_LEVEL), False
                 )

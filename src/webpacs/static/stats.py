@@ -29,6 +29,9 @@ class Figures:
     dedup_ratio: float | None
     #: the same, gzip'd files on disk
     dedup_gz_ratio: float | None
+    #: frame bytes before and after ``--recompress`` (0, 0 when nothing was recompressed)
+    recompressed_in: int = 0
+    recompressed_out: int = 0
 
     @property
     def rate(self) -> float:
@@ -40,9 +43,19 @@ class Figures:
         """Tree bytes / input bytes."""
         return self.tree_bytes / self.input_bytes if self.input_bytes else None
 
+    @property
+    def recompress_ratio(self) -> float | None:
+        """Recompressed frame bytes / the same frames as stored (None: none recompressed)."""
+        return self.recompressed_out / self.recompressed_in if self.recompressed_in else None
+
     def as_dict(self) -> dict[str, Any]:
         """All figures, derived ones included (for ``--json`` and the benchmark)."""
-        return {**asdict(self), "instances_per_s": self.rate, "size_ratio": self.size_ratio}
+        return {
+            **asdict(self),
+            "instances_per_s": self.rate,
+            "size_ratio": self.size_ratio,
+            "recompress_ratio": self.recompress_ratio,
+        }
 
 
 def tree_size(root: str | Path) -> tuple[int, int]:
@@ -83,8 +96,15 @@ def dedup_ratios(root: str | Path) -> tuple[float, float] | None:
     return dedup_raw / plain_raw, dedup_gz / plain_gz
 
 
-def figures(root: str | Path, instances: int, seconds: float, input_bytes: int = 0) -> Figures:
-    """The figures of the tree at ``root`` after writing ``instances`` in ``seconds``."""
+def figures(
+    root: str | Path,
+    instances: int,
+    seconds: float,
+    input_bytes: int = 0,
+    recompressed: tuple[int, int] = (0, 0),
+) -> Figures:
+    """The figures of the tree at ``root`` after writing ``instances`` in ``seconds``;
+    ``recompressed`` is (frame bytes as stored, as written) of the recompressed frames."""
     files, size = tree_size(root)
     ratios = dedup_ratios(root)
     return Figures(
@@ -95,4 +115,6 @@ def figures(root: str | Path, instances: int, seconds: float, input_bytes: int =
         input_bytes=input_bytes,
         dedup_ratio=ratios[0] if ratios else None,
         dedup_gz_ratio=ratios[1] if ratios else None,
+        recompressed_in=recompressed[0],
+        recompressed_out=recompressed[1],
     )

@@ -47,6 +47,7 @@ class Store:
     blobs: Blobs
     overwrite: bool = False
     bulk_threshold: int = 1024
+    recompress: tuple[str, ...] = ()  # ``ingest.recompress`` aliases
 
     def close(self) -> None:
         self.index.close()
@@ -71,4 +72,5 @@ def open_store(settings: Settings) -> Store:
         blobs=blobs,
         overwrite=settings.ingest.conflict == "overwrite",
         bulk_threshold=settings.ingest.bulk_threshold,
+        recompress=settings.ingest.recompress,
     )

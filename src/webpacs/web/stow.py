@@ -124,6 +124,7 @@ def _store_all(
         overwrite=st.overwrite,
         expected_study=study,
         bulk_threshold=st.bulk_threshold,
+        recompress=st.recompress,
     )
     return [r if isinstance(r, IngestResult) else _failure(r) for r in results]
 

@@ -7,6 +7,7 @@ that accept gzip.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 from starlette.requests import Request
@@ -19,14 +20,16 @@ from webpacs.core.media import (
     DICOM_JSON,
     UNCOMPRESSED,
     Representation,
-    frame_media_type,
     negotiate,
     swap_bytes,
 )
 from webpacs.core.media import EXPLICIT_VR_LITTLE_ENDIAN as EXPLICIT_LE
 from webpacs.core.multipart import iter_multipart, multipart_content_type, new_boundary
 from webpacs.documents import metadata as documents
-from webpacs.errors import InvalidRequest, NotFound, NotImplementedFeature
+from webpacs.errors import InvalidRequest, NotAcceptable, NotFound, NotImplementedFeature
+from webpacs.pixels.codecs import PixelDescription
+from webpacs.pixels.offers import description, instance_offers, is_as_stored, pixel_offers
+from webpacs.pixels.transcode import transcode_frames, transcode_instance
 from webpacs.storage.base import Blobs, InstanceRecord
 from webpacs.web.common import accepts_gzip, base_url, path_uids, store, threaded
 
@@ -55,26 +58,74 @@ async def _records(request: Request) -> list[InstanceRecord]:
     return records
 
 
+def _instance_chunks(blobs: Blobs, rec: InstanceRecord, rep: Representation) -> Iterator[bytes]:
+    """The stored object as is, or transcoded to ``rep``'s transfer syntax when it differs."""
+    wanted = rep.transfer_syntax
+    if wanted is None or wanted == rec.transfer_syntax:
+        yield from _file_chunks(blobs, rec.blob_key)
+        return
+    desc = description(rec.metadata)
+    yield transcode_instance(blobs.get(rec.blob_key), rec.transfer_syntax, wanted, desc)
+
+
+def _as_stored(rec: InstanceRecord) -> Representation:
+    return Representation("application/dicom", rec.transfer_syntax, True)
+
+
+def negotiate_instance(
+    rec: InstanceRecord, accept: str | None, query_accept: str | None = None
+) -> Representation:
+    """How to send one instance: as stored, or transcoded (PS3.18 8.7.3.5).
+
+    As for frames, a single range the stored form satisfies is answered without reading
+    the pixel description."""
+    asked = query_accept if query_accept and query_accept.strip() else accept
+    if asked is None or "," not in asked:
+        try:
+            return negotiate(accept, (_as_stored(rec),), query_accept=query_accept)
+        except NotAcceptable:
+            pass
+    offers = instance_offers(rec.transfer_syntax, description(rec.metadata))
+    return negotiate(accept, offers, query_accept=query_accept)
+
+
+async def _first_then_rest(chunks: Iterator[bytes], stored: Representation) -> Iterator[bytes]:
+    """Produce the first chunk now, so that a codec failing on this data is a 406 naming what
+    can still be served (the stored representation), not a cut stream."""
+    try:
+        first = await threaded(next, chunks, b"")
+    except (ValueError, RuntimeError, NotImplementedError) as e:
+        raise NotAcceptable(
+            f"the installed codecs cannot decode this data"
+            f" ({(str(e).splitlines() or [type(e).__name__])[0]});"
+            f" available: {stored.describe()}"
+        ) from e
+    return itertools.chain([first], chunks)
+
+
 async def retrieve(request: Request) -> Response:
     records = await _records(request)
     accept = request.headers.get("accept")
     query_accept = request.query_params.get("accept")
-    for ts in sorted({r.transfer_syntax for r in records}):
-        negotiate(
-            accept, [Representation("application/dicom", ts, True)], query_accept=query_accept
-        )
+
+    def choose() -> list[Representation]:
+        return [negotiate_instance(r, accept, query_accept) for r in records]
+
+    reps = await threaded(choose)
     boundary = new_boundary()
     blobs = store(request).blobs
+    first = await _first_then_rest(
+        _instance_chunks(blobs, records[0], reps[0]), _as_stored(records[0])
+    )
     parts = (
         (
-            {"Content-Type": f"application/dicom; transfer-syntax={r.transfer_syntax}"},
-            _file_chunks(blobs, r.blob_key),
+            {"Content-Type": f"application/dicom; transfer-syntax={rep.transfer_syntax}"},
+            first if i == 0 else _instance_chunks(blobs, r, rep),
         )
-        for r in records
+        for i, (r, rep) in enumerate(zip(records, reps, strict=True))
     )
-    ts_param = (
-        records[0].transfer_syntax if len({r.transfer_syntax for r in records}) == 1 else None
-    )
+    syntaxes = {rep.transfer_syntax for rep in reps}
+    ts_param = reps[0].transfer_syntax if len(syntaxes) == 1 else None
     return StreamingResponse(
         iter_multipart(parts, boundary),
         media_type=multipart_content_type("application/dicom", boundary, ts_param),
@@ -122,11 +173,18 @@ async def metadata(request: Request) -> Response:
 
 
 # -- frames and bulk data --------------------------------------------------------
-def _read_spans(blobs: Blobs, key: str, spans: list[Span], swap: int) -> bytes:
-    data = b"".join(blobs.get_range(key, off, n) for off, n in spans)
-    if swap > 1:
-        data = swap_bytes(data, swap)
-    return data
+def _read_spans(blobs: Blobs, key: str, spans: list[Span], swap: int, origin: int = 0) -> bytes:
+    """The bytes of ``spans``; with ``swap`` > 1, big-endian words of that size (counted from
+    ``origin``, where the value starts) made little endian, even where a span cuts a word."""
+    if swap <= 1:
+        return b"".join(blobs.get_range(key, off, n) for off, n in spans)
+    out = []
+    for off, n in spans:
+        lead = (off - origin) % swap
+        tail = -(off + n - origin) % swap  # values are padded to an even length
+        data = blobs.get_range(key, off - lead, lead + n + tail)
+        out.append(swap_bytes(data, swap)[lead : lead + n])
+    return b"".join(out)
 
 
 def _frame_numbers(text: str, count: int) -> list[int]:
@@ -153,35 +211,46 @@ async def _instance(request: Request) -> InstanceRecord:
     return rec
 
 
-def _pixel_offers(rec: InstanceRecord, single: bool) -> list[Representation]:
-    ts = rec.transfer_syntax
-    if ts in UNCOMPRESSED:
-        offers = [Representation("application/octet-stream", EXPLICIT_LE, True)]
-    else:
-        offers = [Representation(frame_media_type(ts), ts, True)]
-    if single:
-        offers.append(Representation(offers[0].media_type, offers[0].transfer_syntax, False))
-    return offers
-
-
 async def _parts_response(
-    blobs: Blobs, rec: InstanceRecord, rep: Representation, items: list[list[Span]], swap: int
+    blobs: Blobs,
+    rec: InstanceRecord,
+    rep: Representation,
+    items: list[list[Span]],
+    swap: int,
+    desc: PixelDescription | None,
+    origin: int = 0,
 ) -> Response:
-    """Frames or bulk values (range reads of the stored object) as one response body.
-
-    The body is built in one threadpool call: frames are small next to a hop per chunk.
-    """
+    """Frames or bulk values as one response body: range reads of the stored object, as
+    stored (built in one threadpool call: frames are small next to a hop per chunk), or
+    decoded and re-encoded one at a time, streamed (PS3.18 8.7.3.5)."""
     ctype = rep.media_type
     if rep.transfer_syntax:
         ctype += f"; transfer-syntax={rep.transfer_syntax}"
+    if rep.transfer_syntax is not None and not is_as_stored(
+        rec.transfer_syntax, rep.transfer_syntax
+    ):
+        assert desc is not None
+        # native frames are read as little endian (swapped as needed), like native responses
+        stored = EXPLICIT_LE if rec.transfer_syntax in UNCOMPRESSED else rec.transfer_syntax
+        raw = (_read_spans(blobs, rec.blob_key, spans, swap, origin) for spans in items)
+        frames = await _first_then_rest(
+            transcode_frames(raw, stored, rep.transfer_syntax, desc),
+            pixel_offers(rec.transfer_syntax, desc, False)[0],
+        )
+        if not rep.multipart:
+            return StreamingResponse(frames, media_type=ctype)
+        boundary = new_boundary()
+        parts = (({"Content-Type": ctype}, [frame]) for frame in frames)
+        content_type = multipart_content_type(rep.media_type, boundary, rep.transfer_syntax)
+        return StreamingResponse(iter_multipart(parts, boundary), media_type=content_type)
     if not rep.multipart:
-        body = await threaded(_read_spans, blobs, rec.blob_key, items[0], swap)
+        body = await threaded(_read_spans, blobs, rec.blob_key, items[0], swap, origin)
         return Response(body, media_type=ctype)
     boundary = new_boundary()
 
     def build() -> bytes:
         parts = (
-            ({"Content-Type": ctype}, [_read_spans(blobs, rec.blob_key, spans, swap)])
+            ({"Content-Type": ctype}, [_read_spans(blobs, rec.blob_key, spans, swap, origin)])
             for spans in items
         )
         return b"".join(iter_multipart(parts, boundary))
@@ -190,6 +259,27 @@ async def _parts_response(
         await threaded(build),
         media_type=multipart_content_type(rep.media_type, boundary, rep.transfer_syntax),
     )
+
+
+def _negotiate_pixels(
+    rec: InstanceRecord, accept: str | None, query_accept: str | None, single: bool
+) -> tuple[Representation, PixelDescription | None]:
+    """The representation of frames to send and, when needed, the pixel description.
+
+    A single media range that the stored form satisfies gets it without reading the pixel
+    description (the hot path of viewers): with one range, the first matching offer wins and
+    the stored form is always the first offer.
+    """
+    asked = query_accept if query_accept and query_accept.strip() else accept
+    if asked is None or "," not in asked:
+        try:
+            stored = pixel_offers(rec.transfer_syntax, None, single)
+            return negotiate(accept, stored, query_accept=query_accept), None
+        except NotAcceptable:
+            pass
+    desc = description(rec.metadata)
+    offers = pixel_offers(rec.transfer_syntax, desc, single)
+    return negotiate(accept, offers, query_accept=query_accept), desc
 
 
 async def frames(request: Request) -> Response:
@@ -202,13 +292,12 @@ async def frames(request: Request) -> Response:
             "frames of this instance are not byte aligned (1-bit pixel data); retrieve the instance"
         )
     numbers = _frame_numbers(request.path_params["frames"], len(fmap.frames))
-    rep = negotiate(
-        request.headers.get("accept"),
-        _pixel_offers(rec, len(numbers) == 1),
-        query_accept=request.query_params.get("accept"),
+    rep, desc = _negotiate_pixels(
+        rec, request.headers.get("accept"), request.query_params.get("accept"), len(numbers) == 1
     )
     items = [fmap.frames[n - 1] for n in numbers]
-    return await _parts_response(store(request).blobs, rec, rep, items, fmap.swap)
+    origin = fmap.frames[0][0][0]
+    return await _parts_response(store(request).blobs, rec, rep, items, fmap.swap, desc, origin)
 
 
 async def bulkdata(request: Request) -> Response:
@@ -220,15 +309,25 @@ async def bulkdata(request: Request) -> Response:
         raise NotFound(f"no bulk data {path!r} in instance {rec.sop_uid}")
     blobs = store(request).blobs
     if path == f"{PIXEL_DATA:08X}" and rec.transfer_syntax not in UNCOMPRESSED:
-        rep = negotiate(request.headers.get("accept"), _pixel_offers(rec, len(fmap.frames) == 1))
-        return await _parts_response(blobs, rec, rep, fmap.frames, 0)
-    offers = [
+        accept = request.headers.get("accept")
+        rep, desc = _negotiate_pixels(rec, accept, None, len(fmap.frames) == 1)
+        return await _parts_response(blobs, rec, rep, fmap.frames, 0, desc)
+    offers_native = [
         Representation("application/octet-stream", EXPLICIT_LE, True),
         Representation("application/octet-stream", EXPLICIT_LE, False),
     ]
-    rep = negotiate(request.headers.get("accept"), offers)
+    accept = request.headers.get("accept")
+    try:
+        rep = negotiate(accept, offers_native)
+    except NotAcceptable:
+        if path != f"{PIXEL_DATA:08X}" or not fmap.frames or not fmap.aligned:
+            raise
+        # native pixel data asked in another syntax: its frames, transcoded, one part each
+        rep, desc = _negotiate_pixels(rec, accept, None, len(fmap.frames) == 1)
+        origin = fmap.frames[0][0][0]
+        return await _parts_response(blobs, rec, rep, fmap.frames, fmap.swap, desc, origin)
     swap = fmap.swap if path == f"{PIXEL_DATA:08X}" else 0
-    return await _parts_response(blobs, rec, rep, [spans], swap)
+    return await _parts_response(blobs, rec, rep, [spans], swap, None, spans[0][0] if spans else 0)
 
 
 routes = [

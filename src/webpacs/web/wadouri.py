@@ -1,4 +1,8 @@
-"""WADO-URI (PS3.18 9): ``GET /wado?requestType=WADO&studyUID=&seriesUID=&objectUID=``."""
+"""WADO-URI (PS3.18 9): ``GET /wado?requestType=WADO&studyUID=&seriesUID=&objectUID=``.
+
+``transferSyntax=`` (PS3.18 9.1.2.5.6 / Table 9.1.2-3) asks for the instance transcoded, with the
+same choices and refusals as WADO-RS (:func:`webpacs.web.wado.negotiate_instance`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,13 @@ from webpacs.core.uids import check_uid
 from webpacs.errors import InvalidRequest, NotAcceptable, NotFound
 from webpacs.web import rendered
 from webpacs.web.common import store, threaded
-from webpacs.web.wado import _file_chunks
+from webpacs.web.wado import (
+    _as_stored,
+    _file_chunks,
+    _first_then_rest,
+    _instance_chunks,
+    negotiate_instance,
+)
 
 DICOM = "application/dicom"
 
@@ -35,10 +45,16 @@ async def wado(request: Request) -> Response:
         raise NotFound(f"instance {sop} not found")
     if image is not None and (DICOM not in wanted or wanted.index(image) < wanted.index(DICOM)):
         return await rendered.wado_uri_rendered(request, rec, image)
-    if ts and ts != rec.transfer_syntax:
-        raise NotAcceptable(
-            f"transferSyntax {ts} is not available; the instance is stored as {rec.transfer_syntax}"
+    if ts and ts.strip() not in ("*", rec.transfer_syntax):
+        rep = await threaded(
+            negotiate_instance,
+            rec,
+            f'multipart/related; type="{DICOM}"; transfer-syntax={ts.strip()}',
         )
+        chunks = await _first_then_rest(
+            _instance_chunks(store(request).blobs, rec, rep), _as_stored(rec)
+        )
+        return StreamingResponse(chunks, media_type=DICOM)
     return StreamingResponse(
         _file_chunks(store(request).blobs, rec.blob_key),
         media_type=DICOM,
