@@ -63,7 +63,8 @@ def test_typed_sections_follow_the_layers(dirs: tuple[Path, Path], tmp_path: Pat
     for section in SECTIONS:
         typed = getattr(s, section)
         for key, value in s.values[section].items():
-            assert getattr(typed, snake(key)) == value, (section, key)
+            expected = tuple(value) if isinstance(value, list) else value  # lists held as tuples
+            assert getattr(typed, snake(key)) == expected, (section, key)
     with pytest.raises(FrozenInstanceError):
         s.server.port = 1  # type: ignore[misc]  # the point: sections are read-only
 

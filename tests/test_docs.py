@@ -62,15 +62,24 @@ def test_readme_has_configuration_examples() -> None:
     assert len(_json5_blocks()) >= 3
 
 
-def _sh_block_after(heading: str) -> str:
-    """The first ```sh block after ``heading`` in the README."""
-    rest = README[README.index(heading) :]
-    start = rest.index("```sh\n") + len("```sh\n")
-    return rest[start : rest.index("```\n", start)]
+def _example_blocks() -> list[str]:
+    """The README's ```sh blocks that talk to `make run`'s server (they start with B=...)."""
+    blocks, inside, current = [], False, []
+    for line in README.splitlines():
+        if line.strip() == "```sh":
+            inside, current = True, []
+        elif inside and line.strip() == "```":
+            inside = False
+            if current and current[0] == "B=http://127.0.0.1:8042/dicomweb":
+                blocks.append("\n".join(current))
+        elif inside:
+            current.append(line)
+    return blocks
 
 
 def test_readme_curl_examples_run_on_the_sample_data(tmp_path: Path) -> None:
-    """The curl examples, as written, succeed against `make run`'s data (the samples)."""
+    """Every curl example of the README (frames, transcoding, rendered images, ...), as
+    written, succeeds against `make run`'s data (the samples)."""
     import shutil
     import subprocess
     import sys
@@ -79,6 +88,8 @@ def test_readme_curl_examples_run_on_the_sample_data(tmp_path: Path) -> None:
 
     if shutil.which("curl") is None:
         pytest.skip("curl is not installed")
+    blocks = _example_blocks()
+    assert len(blocks) >= 3  # the curl section, transcoding, rendered images
     data = tmp_path / "data"
     subprocess.run(
         [sys.executable, "-m", "webpacs", "import", "--samples", "--data-dir", str(data)],
@@ -87,22 +98,24 @@ def test_readme_curl_examples_run_on_the_sample_data(tmp_path: Path) -> None:
     )
     server = start_server(data)
     try:
-        block = _sh_block_after("### curl")
-        lines = block.splitlines()
-        assert lines[0].startswith("B=")
-        script = "\n".join(
-            [
-                "set -euo pipefail",
-                # every request must succeed (HTTP 2xx), and say which one did not
-                'curl() { command curl -fsS "$@" > /dev/null || { echo "failed: curl $*"; exit 1; }; }',  # noqa: E501
-                f"B={server.url}",
-                *lines[1:],
-            ]
-        ).replace(".venv/bin/python", sys.executable)
-        out = subprocess.run(
-            ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
-        )
-        assert out.returncode == 0, out.stdout + out.stderr
+        # the first block ends by deleting CT_small's series, which the others use: it goes last
+        for block in reversed(blocks):
+            script = "\n".join(
+                [
+                    "set -euo pipefail",
+                    # every request must succeed (HTTP 2xx), and say which one did not
+                    'curl() { command curl -fsS "$@" > /dev/null || { echo "failed: curl $*"; exit 1; }; }',  # noqa: E501
+                    f"B={server.url}",
+                    *block.splitlines()[1:],
+                ]
+            ).replace(".venv/bin/python", sys.executable)
+            out = subprocess.run(
+                ["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120
+            )
+            assert out.returncode == 0, out.stdout + out.stderr
         assert (tmp_path / "x.dcm").stat().st_size > 1000  # the WADO-URI example wrote it
+        jls = (tmp_path / "jls.multipart").read_bytes()  # the transcoding example's instance
+        assert b"transfer-syntax=1.2.840.10008.1.2.4.80" in jls and b"DICM" in jls
+        assert (tmp_path / "ct.png").read_bytes()[:4] == b"\x89PNG"  # the rendered example
     finally:
         server.stop()
