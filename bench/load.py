@@ -256,6 +256,26 @@ def read_workloads(m: Manifest) -> list[Workload]:
         Workload("wado-frame", "WADO one frame (512 KB)", frames, {**mp_octet, **IDENTITY}),
         *_transcode_workloads(m),
         Workload(
+            "wado-rendered-jpeg",
+            "WADO rendered JPEG of a 512x512 CT frame",
+            [f"{p.removesuffix('/frames/1')}/rendered" for p in frames],
+            {"Accept": "image/jpeg", **IDENTITY},
+        ),
+        # warm: the series thumbnail is a derived document after the first request; cold:
+        # a thumbnail with a viewport is rendered on every request (decode, window, resize)
+        Workload(
+            "thumbnail-series-warm",
+            "Series thumbnail, kept (warm)",
+            [f"studies/{st.uid}/series/{se.uid}/thumbnail" for st, se in series],
+            {"Accept": "image/jpeg", **IDENTITY},
+        ),
+        Workload(
+            "thumbnail-series-cold",
+            "Series thumbnail, rendered each time (cold)",
+            [f"studies/{st.uid}/series/{se.uid}/thumbnail?viewport=127,127" for st, se in series],
+            {"Accept": "image/jpeg", **IDENTITY},
+        ),
+        Workload(
             "wado-series",
             f"WADO whole series ({n_series} instances, multipart DICOM)",
             [f"studies/{st.uid}/series/{se.uid}" for st, se in series],

@@ -71,6 +71,11 @@ TARGETS: dict[str, float] = {
     "wado-series-metadata": 50,
     "wado-series-metadata-gz": 50,
     "wado-frame": 2,
+    "wado-frame-j2k-native": 2,
+    "wado-frame-jls-native": 2,
+    "wado-rendered-jpeg": 2,
+    "thumbnail-series-warm": 2,
+    "thumbnail-series-cold": 2,
 }
 
 ORTHANC_BIN = "/usr/sbin/Orthanc"
