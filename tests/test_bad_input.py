@@ -211,6 +211,13 @@ def test_frame_numbers(srv: RunningServer) -> None:
     r = requests.get(srv.url + _ct_path() + "/frames/2", timeout=10)
     assert r.status_code == 404 and "1 frame" in r.json()["error"]
     assert requests.get(srv.url + _ct_path() + "/frames/1", timeout=10).status_code == 200
+    # a superscript two passes str.isdigit(); 5,000 digits pass Python's int limit: both 400,
+    # for frames, rendered frames and frame thumbnails alike (one parser)
+    for tail in ("", "/rendered", "/thumbnail"):
+        for bad in ("%C2%B2", "1" * 5000, "1,%C2%B2"):
+            r = requests.get(srv.url + _ct_path() + f"/frames/{bad}{tail}", timeout=10)
+            assert r.status_code == 400, (bad[:10], tail, r.status_code)
+            assert "frame number" in r.json()["error"]
 
 
 @pytest.mark.parametrize(

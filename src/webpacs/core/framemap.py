@@ -19,6 +19,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragmented_frames
 
+from webpacs.errors import InvalidRequest, NotFound
+
 Span = tuple[int, int]
 
 _ITEM = 0xFFFEE000
@@ -152,3 +154,21 @@ def bulk_spans(bulk: dict[str, DataElement], stored: bytes) -> dict[str, list[Sp
         if found >= 0:
             out[path] = [(found, len(value))]
     return out
+
+
+def frame_numbers(text: str, count: int) -> list[int]:
+    """The frame numbers of a ``frames/{list}`` path segment (``1,3,5``, PS3.18 10.4.1.1.4),
+    each checked against the instance's ``count`` frames. Numbers are ASCII digits, at most
+    nine of them (an InvalidRequest otherwise); one past the last frame is a NotFound."""
+    numbers = []
+    for item in text.split(","):
+        item = item.strip()
+        if not (item.isascii() and item.isdigit()) or len(item) > 9 or int(item) < 1:
+            raise InvalidRequest(
+                f"frame number {item[:20]!r} is not a positive integer (frames count from 1)"
+            )
+        n = int(item)
+        if n > count:
+            raise NotFound(f"frame {n} does not exist (the instance has {count} frame(s))")
+        numbers.append(n)
+    return numbers

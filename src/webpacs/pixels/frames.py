@@ -19,8 +19,8 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.pixels.utils import pixel_array
 
-from webpacs.core.framemap import FrameMap
-from webpacs.errors import InvalidRequest, NotFound, NotImplementedFeature
+from webpacs.core.framemap import FrameMap, frame_numbers
+from webpacs.errors import NotFound, NotImplementedFeature
 from webpacs.storage.base import Blobs, InstanceRecord
 
 #: Bytes per range read of a remote stored object (the header takes one or two).
@@ -117,13 +117,7 @@ def decode_frame(blobs: Blobs, rec: InstanceRecord, number: int) -> Frame:
 
 def parse_frame_numbers(text: str, rec: InstanceRecord) -> list[int]:
     """``1,3,5`` from a frames path segment, each checked against the instance."""
-    numbers = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item.isdigit() or int(item) < 1:
-            raise InvalidRequest(
-                f"frame number {item!r} is not a positive integer (frames count from 1)"
-            )
-        check_frame_number(rec, int(item))
-        numbers.append(int(item))
-    return numbers
+    count = frame_count(rec)
+    if count == 0:
+        raise NotFound(f"instance {rec.sop_uid} has no pixel data")
+    return frame_numbers(text, count)

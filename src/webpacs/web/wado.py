@@ -15,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from webpacs.core.dicomjson import PIXEL_DATA, render
-from webpacs.core.framemap import FrameMap, Span
+from webpacs.core.framemap import FrameMap, Span, frame_numbers
 from webpacs.core.media import (
     DICOM_JSON,
     UNCOMPRESSED,
@@ -26,7 +26,7 @@ from webpacs.core.media import (
 from webpacs.core.media import EXPLICIT_VR_LITTLE_ENDIAN as EXPLICIT_LE
 from webpacs.core.multipart import iter_multipart, multipart_content_type, new_boundary
 from webpacs.documents import metadata as documents
-from webpacs.errors import InvalidRequest, NotAcceptable, NotFound, NotImplementedFeature
+from webpacs.errors import NotAcceptable, NotFound, NotImplementedFeature
 from webpacs.pixels.codecs import PixelDescription
 from webpacs.pixels.offers import description, instance_offers, is_as_stored, pixel_offers
 from webpacs.pixels.transcode import transcode_frames, transcode_instance
@@ -187,21 +187,6 @@ def _read_spans(blobs: Blobs, key: str, spans: list[Span], swap: int, origin: in
     return b"".join(out)
 
 
-def _frame_numbers(text: str, count: int) -> list[int]:
-    numbers = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item.isdigit() or int(item) < 1:
-            raise InvalidRequest(
-                f"frame number {item!r} is not a positive integer (frames count from 1)"
-            )
-        n = int(item)
-        if n > count:
-            raise NotFound(f"frame {n} does not exist (the instance has {count} frame(s))")
-        numbers.append(n)
-    return numbers
-
-
 async def _instance(request: Request) -> InstanceRecord:
     study, series, sop = path_uids(request)
     assert sop is not None
@@ -291,7 +276,7 @@ async def frames(request: Request) -> Response:
         raise NotImplementedFeature(
             "frames of this instance are not byte aligned (1-bit pixel data); retrieve the instance"
         )
-    numbers = _frame_numbers(request.path_params["frames"], len(fmap.frames))
+    numbers = frame_numbers(request.path_params["frames"], len(fmap.frames))
     rep, desc = _negotiate_pixels(
         rec, request.headers.get("accept"), request.query_params.get("accept"), len(numbers) == 1
     )
