@@ -802,7 +802,9 @@ def subset(m: Manifest, n: int) -> Manifest:
             series.append(replace(se, instances=se.instances[:k], files=files))
             left -= k
         studies.append(replace(st, series=series))
-    out = replace(m, studies=studies, total_bytes=0)
+    # the compressed copies (transcoding rows) keep their own study, with absolute paths
+    codecs = [replace(cs, files=[str(Path(m.root) / f) for f in cs.files]) for cs in m.codecs]
+    out = replace(m, studies=studies, codecs=codecs, total_bytes=0)
     out.total_bytes = sum(f.stat().st_size for f in out.files())
     return out
 
