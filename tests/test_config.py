@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from webpacs.backends import BLOBS, INDEXES
 from webpacs.cli.main import main
 from webpacs.config import SECTIONS, AeEntry, Settings, isolated, load
 from webpacs.errors import ConfigError
-from webpacs.storage.registry import BLOBS, INDEXES
 
 
 def snake(key: str) -> str:

@@ -64,3 +64,41 @@ def test_core_module_imports_only_stdlib_and_pydicom(module: str) -> None:
             imported.add(node.module.split(".")[0])
     foreign = imported - ALLOWED
     assert not foreign, f"{module} imports third-party modules: {sorted(foreign)}"
+
+
+#: What each lower layer may import from webpacs (DESIGN.md: data flows down, nothing
+#: imports upward). ``pixels.families`` is import-free: the recompression aliases that
+#: config checks ``ingest.recompress`` against.
+LOWER_LAYERS = {
+    "config": ("webpacs.errors", "webpacs.backends", "webpacs.pixels.families"),
+    "backends": (),
+    "errors": (),
+    "storage": ("webpacs.storage", "webpacs.core", "webpacs.errors", "webpacs.backends",
+                "webpacs.config"),
+    "pixels": ("webpacs.pixels", "webpacs.core", "webpacs.errors", "webpacs.storage.base"),
+}  # fmt: skip
+
+
+def _webpacs_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return {n for n in names if n.startswith("webpacs")}
+
+
+@pytest.mark.parametrize("layer", sorted(LOWER_LAYERS))
+def test_lower_layers_import_nothing_above_them(layer: str) -> None:
+    src = Path(webpacs.core.__file__).parent.parent
+    files = (
+        [src / f"{layer}.py"]
+        if (src / f"{layer}.py").exists()
+        else list((src / layer).rglob("*.py"))
+    )
+    assert files
+    allowed = LOWER_LAYERS[layer]
+    for f in files:
+        for name in _webpacs_imports(f):
+            assert name.startswith(allowed), f"{f.relative_to(src)} imports {name}"

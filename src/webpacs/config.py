@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import json5
 
+from webpacs.backends import BLOBS, INDEXES
 from webpacs.errors import ConfigError
 from webpacs.pixels.families import RECOMPRESS_FAMILIES
-from webpacs.storage.registry import BLOBS, INDEXES
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -6,25 +6,12 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from webpacs.backends import BLOBS, INDEXES
 from webpacs.errors import ConfigError
 from webpacs.storage.base import Blobs, Index
 
-if TYPE_CHECKING:  # config reads the backend names below: no import at run time
+if TYPE_CHECKING:
     from webpacs.config import Settings
-
-#: The one list of backend names (``index``/``blobs`` settings are checked against it).
-INDEXES: dict[str, tuple[str, str]] = {
-    "sqlite": ("webpacs.storage.sqlite.SqliteIndex", ""),
-    "couchdb": ("webpacs.storage.couchdb.index.CouchIndex", "httpx (pip install httpx)"),
-    "postgresql": (
-        "webpacs.storage.postgresql.index.PgIndex",
-        "psycopg 3 and psycopg_pool (pip install 'webpacs[postgresql]')",
-    ),
-}
-BLOBS: dict[str, tuple[str, str]] = {
-    "files": ("webpacs.storage.fs.FileBlobs", ""),
-    "s3": ("webpacs.storage.s3.S3Blobs", "boto3 (pip install boto3)"),
-}
 
 
 def _load(table: dict[str, tuple[str, str]], name: str, kind: str) -> Any:
