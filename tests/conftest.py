@@ -20,11 +20,9 @@ from webpacs.config import Settings, isolated
 from webpacs.storage.registry import Store, open_store
 from webpacs.web.app import create_app
 
-pytest_plugins = ("tests.browser",)
-
 REQUIRE_SYSTEM_DEPS = os.environ.get("WEBPACS_REQUIRE_SYSTEM_DEPS") == "1"
 #: fixtures kept in their own modules
-pytest_plugins = ["tests.postgresql_support"]
+pytest_plugins = ["tests.browser", "tests.postgresql_support"]
 
 
 def missing(msg: str) -> NoReturn:
