@@ -187,6 +187,28 @@ def _read_spans(blobs: Blobs, key: str, spans: list[Span], swap: int, origin: in
     return b"".join(out)
 
 
+#: Spans closer than this are read together (item headers between fragments are 8 bytes).
+_GAP = 64 << 10
+
+
+def _read_items(blobs: Blobs, key: str, items: list[list[Span]]) -> list[bytes]:
+    """The bytes of each item (a list of spans), reading runs of neighbouring spans (in file
+    order, gaps below ``_GAP``) with one range read each: a whole multi-frame pixel data
+    value is one read, not one per fragment."""
+    flat = [span for spans in items for span in spans]
+    got: dict[Span, bytes] = {}
+    i = 0
+    while i < len(flat):
+        start, end, j = flat[i][0], flat[i][0] + flat[i][1], i + 1
+        while j < len(flat) and end <= flat[j][0] <= end + _GAP:
+            end, j = flat[j][0] + flat[j][1], j + 1
+        data = blobs.get_range(key, start, end - start)
+        for off, n in flat[i:j]:
+            got[(off, n)] = data[off - start : off - start + n]
+        i = j
+    return [b"".join(got[(off, n)] for off, n in spans) for spans in items]
+
+
 async def _instance(request: Request) -> InstanceRecord:
     study, series, sop = path_uids(request)
     assert sop is not None
@@ -234,10 +256,11 @@ async def _parts_response(
     boundary = new_boundary()
 
     def build() -> bytes:
-        parts = (
-            ({"Content-Type": ctype}, [_read_spans(blobs, rec.blob_key, spans, swap, origin)])
-            for spans in items
-        )
+        if swap <= 1:  # several frames: neighbouring spans in one read (one GET on S3)
+            bodies = _read_items(blobs, rec.blob_key, items)
+        else:
+            bodies = [_read_spans(blobs, rec.blob_key, spans, swap, origin) for spans in items]
+        parts = (({"Content-Type": ctype}, [body]) for body in bodies)
         return b"".join(iter_multipart(parts, boundary))
 
     return Response(
