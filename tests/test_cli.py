@@ -119,6 +119,7 @@ def test_serve_prints_urls_and_serves(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     assert base in err
+    assert "Viewer: " in err  # the hosted OHIF's URL, or why it is off
 
 
 def test_concurrent_imports_share_one_store(tmp_path: Path) -> None:

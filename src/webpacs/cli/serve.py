@@ -13,6 +13,7 @@ from webpacs.cli.common import config_options, console, settings_from, setup_log
 from webpacs.config import ServerSettings
 from webpacs.dimse import start_scp
 from webpacs.web import factory
+from webpacs.web.viewer import ohif_dist
 
 
 @click.command()
@@ -41,6 +42,13 @@ def serve(
     )
     console.print(f"DICOMweb: [bold]{base}[/]  (QIDO: {base}/studies)", soft_wrap=True)
     console.print(f"WADO-URI: {base}/wado", soft_wrap=True)
+    dist, why_not = ohif_dist(settings)
+    if dist is not None:
+        console.print(
+            f"Viewer: [bold]http://{srv.host}:{srv.port}/viewer/[/] (OHIF 3)", soft_wrap=True
+        )
+    elif why_not:
+        console.print(f"Viewer: off ({why_not})", soft_wrap=True)
     os.environ[factory.LAYERS_ENV] = factory.layers(config_files, flags)
     scp = start_scp(settings) if dimse else None  # DIMSE SCP in this process (see webpacs scp)
     if scp is not None:
