@@ -11,6 +11,7 @@ passes, inside the transaction it opened.
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -424,14 +425,15 @@ class Tables:
         return rows.build_rows(query, candidates, source), truncated
 
 
-class TablesReads:
+class TablesReads(abc.ABC):
     """The read half of ``Index`` for a backend on ``Tables``: the backend sets ``tables``
     and implements ``_reading`` (its connection, its driver's errors translated)."""
 
     tables: Tables
 
+    @abc.abstractmethod
     def _reading(self, fn: Callable[..., T], *args: Any) -> T:
-        raise NotImplementedError
+        """``fn(connection, *args)`` on a reading connection of the backend."""
 
     def get(self, sop_uid: str) -> InstanceRecord | None:
         return self._reading(self.tables.get, sop_uid)
