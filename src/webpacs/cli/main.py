@@ -11,6 +11,7 @@ from webpacs.cli.migrate import migrate
 from webpacs.cli.scp import scp
 from webpacs.cli.serve import serve
 from webpacs.cli.static_cmd import static
+from webpacs.cli.update_cmd import update
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,3 +26,4 @@ main.add_command(config)
 main.add_command(static)
 main.add_command(scp)
 main.add_command(migrate)
+main.add_command(update)

@@ -19,7 +19,18 @@ from webpacs.documents.deriver import Deriver
 from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
-from webpacs.web import delete, qido, remote, rendered, stow, thumbnail, viewer, wado, wadouri
+from webpacs.web import (
+    delete,
+    manage,
+    qido,
+    remote,
+    rendered,
+    stow,
+    thumbnail,
+    viewer,
+    wado,
+    wadouri,
+)
 from webpacs.web.common import path_uids, settings, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 
@@ -69,6 +80,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         *delete.routes,
         *wadouri.routes,
         Route("/webpacs/studies/{study}/conflicts", conflicts, methods=["GET"]),
+        *manage.routes,
         *remote.routes,
     ]
     root = settings.server.root_path.rstrip("/")
