@@ -6,6 +6,7 @@ import click
 
 from webpacs import __version__
 from webpacs.cli.config_cmd import config
+from webpacs.cli.deid_cmd import deidentify
 from webpacs.cli.importer import import_
 from webpacs.cli.migrate import migrate
 from webpacs.cli.scp import scp
@@ -27,3 +28,4 @@ main.add_command(static)
 main.add_command(scp)
 main.add_command(migrate)
 main.add_command(update)
+main.add_command(deidentify)

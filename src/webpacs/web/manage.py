@@ -73,7 +73,39 @@ async def update(request: Request) -> Response:
     return JSONResponse(report.as_json())
 
 
+async def deidentify(request: Request) -> Response:
+    """De-identify the study the path names: in place, or into a new study (``newStudy``)."""
+    from webpacs.deid import run
+
+    body = await body_json(request)
+    study, _, _ = path_uids(request)
+    assert study is not None
+    unknown = set(body) - {"profile", "newStudy", "force", "patientId"}
+    if unknown:
+        raise InvalidRequest(f"unknown keys {', '.join(sorted(unknown))}")
+    profile = body.get("profile") or []
+    if isinstance(profile, str):
+        profile = [profile]
+    if not isinstance(profile, list) or not all(isinstance(p, str) for p in profile):
+        raise InvalidRequest("'profile' is a list of option names")
+    patient_id = body.get("patientId")
+    if patient_id is not None and not isinstance(patient_id, str):
+        raise InvalidRequest("'patientId' is a string")
+    result = await threaded(
+        run.into_store,
+        store(request),
+        study,
+        profile,
+        in_place=not body.get("newStudy"),
+        force=bool(body.get("force")),
+        patient_id=patient_id,
+    )
+    log.info("de-identified study %s: %d instance(s)", study, result.instances)
+    return JSONResponse(result.as_json())
+
+
 routes = [
+    Route("/webpacs/studies/{study}/deidentify", deidentify, methods=["POST"]),
     Route("/webpacs/patients/{patient}/update", update, methods=["POST"]),
     Route("/webpacs/studies/{study}/update", update, methods=["POST"]),
     Route("/webpacs/studies/{study}/series/{series}/update", update, methods=["POST"]),
