@@ -315,3 +315,50 @@ def test_refused_updates(server: RunningServer, path: str, body: Any, status: in
     assert set(server.store.blobs.keys("objects/")) == before
     stored = server.store.index.get(ds.SOPInstanceUID)
     assert stored is not None and stored.attributes["PatientName"] == str(ds.PatientName)
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "couchdb"])
+def test_update_on_other_index_backends(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The update goes through the Index and Blobs Protocols only: the same on every index."""
+    from webpacs.core.attributes import Level
+    from webpacs.core.query import parse_qido
+    from webpacs.ingest import ingest
+    from webpacs.storage.fs import FileBlobs
+    from webpacs.storage.registry import Store
+    from webpacs.update import Change
+    from webpacs.update import update as run
+
+    if backend == "postgresql":
+        pytest.importorskip("psycopg")
+        from webpacs.storage.postgresql import PgIndex
+
+        index: Any = PgIndex(request.getfixturevalue("postgresql_url"), pool_size=4)
+    else:
+        from webpacs.storage.couchdb import CouchIndex
+
+        section = request.getfixturevalue("couchdb_section")
+        index = CouchIndex(section["url"], section["database"], allow_scan=True)
+    st = Store(index, FileBlobs(tmp_path / "blobs"))
+    try:
+        target = study_of("CT_small.dcm", 1, PatientID="T-1", PatientName="Tee^Ann")
+        moved = study_of("CT_small.dcm", 2, PatientID="M-2", PatientName="Em^Bo")
+        for ds in target + moved:
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+            ingest(st.index, st.blobs, buf.getvalue())
+        study, old = target[0].StudyInstanceUID, moved[0].StudyInstanceUID
+        edit = modify.edit("PatientName", "Tee^Anne", Level.STUDY)
+        assert run(st, [Change(Level.STUDY, study, (edit,))]).rewritten == 1
+        run(st, [Change(Level.SERIES, moved[0].SeriesInstanceUID, move_to=study)])
+        recs = st.index.instances(study)
+        assert len(recs) == 3 and st.index.instances(old) == []
+        assert {r.attributes["PatientName"] for r in recs} == {"Tee^Anne"}
+        assert st.index.study_conflicts(study) == []
+        assert len(list(st.blobs.keys("objects/"))) == 3
+        query = parse_qido(Level.STUDY, [("StudyInstanceUID", study)])
+        (row,) = st.index.search(query).rows
+        assert name(row) == "Tee^Anne" and row["00201208"]["Value"] == [3]
+    finally:
+        st.close()
