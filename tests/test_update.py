@@ -362,3 +362,32 @@ def test_update_on_other_index_backends(
         assert name(row) == "Tee^Anne" and row["00201208"]["Value"] == [3]
     finally:
         st.close()
+
+
+def test_move_series_to_a_new_study(server: RunningServer) -> None:
+    two = study_of("CT_small.dcm", 2, PatientName="Split^Sam", AccessionNumber="ACC5")
+    other = study_of("MR_small.dcm", 1)
+    other[0].StudyInstanceUID = two[0].StudyInstanceUID
+    for tag in modify.STUDY_LEVEL_TAGS:  # the same patient and study
+        if tag in two[0]:
+            other[0][tag] = copy.deepcopy(two[0][tag])
+    client = DICOMwebClient(url=server.url)
+    client.store_instances(two + other)
+    new_study = generate_uid()
+    cli(
+        "update", "--data-dir", str(server.settings.data_dir),
+        "--series", other[0].SeriesInstanceUID, "--move-to", new_study,
+    )  # fmt: skip
+    (row,) = client.search_for_studies(search_filters={"StudyInstanceUID": new_study})
+    assert name(row) == "Split^Sam" and row["00080050"]["Value"] == ["ACC5"]
+    assert row["00201208"]["Value"] == [1]
+    (old,) = client.search_for_studies(search_filters={"StudyInstanceUID": two[0].StudyInstanceUID})
+    assert old["00201208"]["Value"] == [2]
+    (m,) = client.retrieve_study_metadata(new_study)
+    assert original(m, "0020000D") == [two[0].StudyInstanceUID]
+    r = CliRunner().invoke(
+        main,
+        ["update", "--data-dir", str(server.settings.data_dir), "--series",
+         two[0].SeriesInstanceUID, "--move-to", "1.2.x"],
+    )  # fmt: skip
+    assert r.exit_code != 0 and "moveTo" in r.output

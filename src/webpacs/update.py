@@ -167,15 +167,26 @@ class _Moved(Exception):
     """Another writer changed the study between reading and committing: try again."""
 
 
-def _target_study(store: Store, uid: str) -> Dataset:
-    """The patient and study attributes a series moved to study ``uid`` takes."""
+def _target_study(store: Store, uid: str) -> Dataset | None:
+    """The patient and study attributes a series moved to study ``uid`` takes (None when
+    no such study is stored: the series then starts it, keeping its own)."""
     records = store.index.instances(uid)
+    if not records:
+        return None
+    ds, target = _read(store, records[0]), Dataset()
+    for tag in modify.STUDY_LEVEL_TAGS:
+        if tag in ds:
+            target.add(ds[tag])
+    target.StudyInstanceUID = uid
+    return target
+
+
+def _own_study(ds: Dataset, uid: str) -> Dataset:
+    """``ds``'s own patient and study attributes under the new study UID ``uid``."""
     target = Dataset()
-    if records:
-        ds = _read(store, records[0])
-        for tag in modify.STUDY_LEVEL_TAGS:
-            if tag in ds:
-                target.add(ds[tag])
+    for tag in modify.STUDY_LEVEL_TAGS:
+        if tag in ds:
+            target.add(ds[tag])
     target.StudyInstanceUID = uid
     return target
 
@@ -191,7 +202,10 @@ def _update_study(store: Store, study: str, items: list[_Item]) -> tuple[int, in
     upper = False  # patient or study attributes change: the study's entries are put back
     for item in items:
         ds = _read(store, item.record)
-        move = targets[item.move_to] if item.move_to else None
+        move = None
+        if item.move_to:
+            known = targets[item.move_to]
+            move = known if known is not None else _own_study(ds, item.move_to)
         changed = modify.apply(ds, item.edits, reason=item.reason, move_to=move, now=now)
         if not changed:
             continue
@@ -204,6 +218,30 @@ def _update_study(store: Store, study: str, items: list[_Item]) -> tuple[int, in
         return 0, len(items)
     garbage = [(old.sop_uid, old.blob_key) for old, _ in prepared]
     touched = {(r.study_uid, r.series_uid) for old, p in prepared for r in (old, p.record)}
+    try:
+        _commit(store, study, items, prepared, upper, garbage)
+    except BaseException:  # nothing committed: the new objects are not referenced
+        fresh = [(p.record.sop_uid, p.record.blob_key) for _, p in prepared]
+        ingest.collect_garbage(store.index, store.blobs, fresh)
+        raise
+    ingest.collect_garbage(store.index, store.blobs, garbage)
+    for st, series in sorted(touched):
+        metadata.drop_series(store.blobs, st, series)
+    for st in sorted({s for s, _ in touched}):
+        metadata.drop_study(store.blobs, st)
+    log.info("study %s: %d instance(s) rewritten", study, len(prepared))
+    return len(prepared), len(items) - len(prepared)
+
+
+def _commit(
+    store: Store,
+    study: str,
+    items: list[_Item],
+    prepared: list[tuple[InstanceRecord, ingest.Prepared]],
+    upper: bool,
+    garbage: list[tuple[str, str]],
+) -> None:
+    """One index batch: check that nobody changed the study meanwhile, then commit."""
     index = store.index
     with index.batch():
         current = {r.sop_uid: r.blob_key for r in index.instances(study)}
@@ -219,10 +257,3 @@ def _update_study(store: Store, study: str, items: list[_Item]) -> tuple[int, in
             redo = [p for _, p in prepared]
         for p in redo:
             ingest.commit(index, store.blobs, p, overwrite=True, garbage=garbage)
-    ingest.collect_garbage(index, store.blobs, garbage)
-    for st, series in sorted(touched):
-        metadata.drop_series(store.blobs, st, series)
-    for st in sorted({s for s, _ in touched}):
-        metadata.drop_study(store.blobs, st)
-    log.info("study %s: %d instance(s) rewritten", study, len(prepared))
-    return len(prepared), len(items) - len(prepared)

@@ -26,6 +26,7 @@ import json5
 
 from webpacs.core import modify
 from webpacs.core.attributes import Level
+from webpacs.core.uids import check_uid
 from webpacs.errors import InvalidRequest
 from webpacs.update import Change
 
@@ -79,6 +80,8 @@ def change(
         raise InvalidRequest("nothing to change")
     if move_to is not None and level is not Level.SERIES:
         raise InvalidRequest("moveTo applies to a series")
+    if move_to:
+        check_uid(move_to, "moveTo")
     return Change(level, uid, edits, move_to or None, reason, study)
 
 
