@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from tests.conftest import missing
 
 WINDOW = (1400, 900)
+TIMEOUT = 90  # seconds for a page to show what it should (software WebGL on a busy CI)
 #: Where ``make test`` puts OHIF 3's built app (``npm pack @ohif/app``).
 OHIF_DIST = Path(__file__).parent.parent / ".npm-tools/node_modules/@ohif/app/dist"
 
@@ -89,3 +91,17 @@ def pixel_stats(png: bytes) -> tuple[float, int]:
 def browser_log(driver: Any) -> list[str]:
     """The browser console messages since the last call."""
     return [f"{e['level']} {e['message']}" for e in driver.get_log("browser")]
+
+
+def wait_for(driver: Any, what: str, check: Any, timeout: float = TIMEOUT) -> Any:
+    """``check()``'s first true value, polled; fails the test with the page's URL and the
+    browser's last console messages when ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            logs = "\n".join(browser_log(driver)[-40:])
+            pytest.fail(f"timed out waiting for {what} at {driver.current_url}\n{logs}")
+        time.sleep(0.5)

@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from pydicom.uid import generate_uid
 from starlette.applications import Starlette
 
-from tests.browser import browser_log, pixel_stats, require_ohif
+from tests.browser import browser_log, pixel_stats, require_ohif, wait_for
 from tests.conftest import data_file, free_port, make_settings, require_binary, start_server
 from tests.static_support import ServerThread
 from tests.test_static_nginx import start_nginx
@@ -49,7 +49,6 @@ FAMILIES = {
     "rle": ("emri_small_RLE.dcm", {"1.2.840.10008.1.2.5"}),
 }
 FRAME_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
-TIMEOUT = 90  # seconds for a page to show what it should (software WebGL on a busy CI)
 
 
 @dataclass
@@ -166,18 +165,6 @@ def _static_site(name: str, dist: Path, url: str) -> Iterator[Site]:
         yield Site(name, f"{viewer.url}/viewer", url)
 
 
-def _wait(browser: Any, what: str, check: Any, timeout: float = TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            logs = "\n".join(browser_log(browser)[-40:])
-            pytest.fail(f"timed out waiting for {what} at {browser.current_url}\n{logs}")
-        time.sleep(0.5)
-
-
 def _dismiss_notices(browser: Any) -> None:
     """OHIF's "for investigational use only" banner and its first-visit tour (both are
     remembered by the browser profile once dismissed)."""
@@ -214,7 +201,7 @@ def test_study_list_shows_every_study(
         counts, label = _list_page(browser)
         return (counts, label) if counts and label else None
 
-    counts, label = _wait(browser, "the study list", first_page)
+    counts, label = wait_for(browser, "the study list", first_page)
     shown = list(counts)
     assert label is not None and label[2] == expected, label
     while label[1] < label[2]:  # later pages (OHIF shows "1-25 of 43" and a next button)
@@ -227,7 +214,7 @@ def test_study_list_shows_every_study(
             page = _list_page(browser)
             return page if page[1] is not None and page[1] != before else None
 
-        counts, label = _wait(browser, "the next page", next_page)
+        counts, label = wait_for(browser, "the next page", next_page)
         shown += counts
     _dismiss_notices(browser)
     time.sleep(0.5)
@@ -277,7 +264,7 @@ def family_page(browser: Any, site: Site, samples: Samples) -> str:
     each test shows its study by double-clicking its thumbnail, as a user does."""
     uids = ",".join(samples.family_study.values())
     browser.get(f"{site.viewer}/viewer?StudyInstanceUIDs={uids}")
-    _wait(browser, "the first image", lambda: browser.execute_script(_VIEWPORT))
+    wait_for(browser, "the first image", lambda: browser.execute_script(_VIEWPORT))
     _dismiss_notices(browser)
     return site.name
 
@@ -300,7 +287,7 @@ def test_study_of_each_syntax_draws_an_image(
     browser_log(browser)  # start the log afresh
     shown = browser.execute_script(_VIEWPORT)
     before = None if shown and study in shown[0] else _canvas_png(browser)
-    thumbnail = _wait(
+    thumbnail = wait_for(
         browser, f"the {family} thumbnail", lambda: browser.execute_script(_THUMBNAIL, family)
     )
     browser.execute_script("arguments[0].scrollIntoView()", thumbnail)
@@ -313,7 +300,7 @@ def test_study_of_each_syntax_draws_an_image(
         png = _canvas_png(browser)
         return png if png != before and _drawn(png) else None
 
-    png = _wait(browser, f"a {family} image in the viewport", drawn)
+    png = wait_for(browser, f"a {family} image in the viewport", drawn)
     time.sleep(1)  # let the overlays settle for the screenshot
     browser.save_screenshot(str(tmp_path / f"viewer-{site.name}-{family}.png"))
     (tmp_path / f"canvas-{site.name}-{family}.png").write_bytes(png)

@@ -13,7 +13,6 @@ its ``index.html`` loads from the internet.
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,12 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from tests.browser import browser_log, pixel_stats
+from tests.browser import pixel_stats, wait_for
 from tests.conftest import RunningServer, make_settings, missing, start_server
 from tests.static_support import ServerThread
 from webpacs.cli.importer import iter_files, run_import, sample_paths
 
 OHIF2_DIST = Path(__file__).parent.parent / ".npm-tools/node_modules/@ohif/viewer/dist"
-TIMEOUT = 90
 #: Studies of the samples by stored syntax family: (Study Instance UID, syntax).
 FAMILY_STUDIES = {
     "native": "1.3.6.1.4.1.5962.1.2.1.20040119072730.12322",  # CT_small.dcm
@@ -101,23 +99,11 @@ def site(
         srv.stop()
 
 
-def _wait(browser: Any, what: str, check: Any) -> Any:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            logs = "\n".join(browser_log(browser)[-40:])
-            pytest.fail(f"timed out waiting for {what} at {browser.current_url}\n{logs}")
-        time.sleep(0.5)
-
-
 def test_study_list_shows_every_study(browser: Any, site: Any, tmp_path: Path) -> None:
     url, _, studies = site
     assert any("00080061" not in s for s in studies)  # the studies OHIF 2 crashed on
     browser.get(url + "/")
-    _wait(browser, "the study list", lambda: browser.execute_script(
+    wait_for(browser, "the study list", lambda: browser.execute_script(
         "return document.querySelectorAll('tbody tr').length"))  # fmt: skip
     # 100 rows a page, so that one page holds every sample study
     browser.execute_script(
@@ -125,7 +111,7 @@ def test_study_list_shows_every_study(browser: Any, site: Any, tmp_path: Path) -
         "const set = Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, 'value').set;"
         "set.call(s, '100'); s.dispatchEvent(new Event('change', {bubbles: true}));"
     )
-    rows = _wait(browser, f"{len(studies)} rows", lambda: (
+    rows = wait_for(browser, f"{len(studies)} rows", lambda: (
         browser.execute_script("return document.querySelectorAll('tbody tr').length")
         == len(studies) and True))  # fmt: skip
     browser.save_screenshot(str(tmp_path / "ohif2-study-list.png"))
@@ -158,6 +144,6 @@ def test_study_draws_an_image(browser: Any, site: Any, family: str, tmp_path: Pa
         std, levels = pixel_stats(png)
         return png if std > 8 and levels >= 16 else None
 
-    png = _wait(browser, f"a {family} image", drawn)
+    png = wait_for(browser, f"a {family} image", drawn)
     browser.save_screenshot(str(tmp_path / f"ohif2-{family}.png"))
     (tmp_path / f"canvas-{family}.png").write_bytes(png)

@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import browser_log, require_ohif
+from tests.browser import browser_log, require_ohif, wait_for
 from tests.conftest import make_settings, start_server
-from tests.test_viewer_ohif import _VIEWPORT, _canvas_png, _dismiss_notices, _drawn, _wait
+from tests.test_viewer_ohif import _VIEWPORT, _canvas_png, _dismiss_notices, _drawn
 from webpacs.cli.importer import iter_files, run_import, sample_paths
 
 PIXEL_DATA = ("7FE00010", "7FE00008", "7FE00009")
@@ -121,7 +121,7 @@ def test_every_study_with_pixel_data_draws_an_image(
     assert len(with_pixels) > 30 and len(with_pixels) < len(studies)  # some have no pixels
     assert set(OHIF_DOES_NOT_SHOW) <= set(with_pixels)
     browser.get(f"{viewer}/viewer?StudyInstanceUIDs={','.join(with_pixels)}")
-    _wait(browser, "the first image", lambda: browser.execute_script(_VIEWPORT), timeout=180)
+    wait_for(browser, "the first image", lambda: browser.execute_script(_VIEWPORT), timeout=180)
     for _ in range(2):  # the banner, then the tour that follows it
         _dismiss_notices(browser)
         time.sleep(0.5)
@@ -131,7 +131,7 @@ def test_every_study_with_pixel_data_draws_an_image(
             _check_exclusion(browser, dicomweb, study, metadata)
             continue
         browser_log(browser)  # start the log afresh
-        display_set = _wait(
+        display_set = wait_for(
             browser, f"the display sets of {study}",
             lambda s=study: browser.execute_script(_DISPLAY_SETS, s),
         )[0][0]  # fmt: skip
@@ -152,7 +152,7 @@ def test_every_study_with_pixel_data_draws_an_image(
             png = _canvas_png(browser)
             return png if _drawn(png) else None
 
-        png = _wait(browser, f"an image of study {study}", drawn, timeout=30)
+        png = wait_for(browser, f"an image of study {study}", drawn, timeout=30)
         (tmp_path / f"canvas-{study}.png").write_bytes(png)
         errors = [m for m in browser_log(browser) if m.startswith("SEVERE")]
         assert not [m for m in errors if "decode" in m.lower()], errors
