@@ -13,8 +13,9 @@ import hashlib
 import logging
 
 from webpacs.core.dicomjson import join_array, render
+from webpacs.documents.series_store import prefix, series_document
 from webpacs.errors import NotFound
-from webpacs.storage.base import Blobs, Index
+from webpacs.storage.base import Blobs, Index, InstanceRecord
 
 log = logging.getLogger("webpacs.documents")
 
@@ -27,28 +28,14 @@ def series_metadata_gz(
     index: Index, blobs: Blobs, study: str, series: str, base_url: str
 ) -> tuple[bytes, str]:
     """The gzip'd series metadata (a JSON array) and its ETag; builds it when stale."""
-    version = index.series_version(study, series)
-    if version is None:
-        raise NotFound(f"series {series} of study {study} not found")
-    tag = f"{version}-{_base_tag(base_url)}"
-    prefix = f"derived/{study}/{series}/"
-    key = f"{prefix}{tag}.json.gz"
-    etag = f'W/"{tag}"'
-    try:
-        return blobs.get(key), etag
-    except NotFound:
-        pass
-    records = index.instances(study, series)
-    if not records:
-        raise NotFound(f"series {series} of study {study} not found")
-    body = render(join_array(r.metadata for r in records), base_url)
-    data = gzip.compress(body, compresslevel=6, mtime=0)
-    blobs.put(key, data)
-    for old in list(blobs.keys(prefix)):
-        if old.rsplit("/", 1)[-1].split("-")[0] != version:
-            blobs.delete(old)  # documents of earlier versions, for any base URL
-    log.debug("built series metadata %s/%s version %s", study, series, version)
-    return data, etag
+
+    def build(records: list[InstanceRecord]) -> bytes:
+        body = render(join_array(r.metadata for r in records), base_url)
+        return gzip.compress(body, compresslevel=6, mtime=0)
+
+    base = _base_tag(base_url)
+    data, version = series_document(index, blobs, study, series, f"{base}.json.gz", build)
+    return data, f'W/"{version}-{base}"'
 
 
 def series_metadata(
@@ -103,5 +90,5 @@ def drop_study(blobs: Blobs, study: str) -> None:
 
 def drop_series(blobs: Blobs, study: str, series: str) -> None:
     """Remove the derived documents of a series (after it was deleted)."""
-    for key in list(blobs.keys(f"derived/{study}/{series}/")):
+    for key in list(blobs.keys(prefix(study, series))):
         blobs.delete(key)

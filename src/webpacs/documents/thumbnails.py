@@ -11,38 +11,25 @@ from __future__ import annotations
 
 import logging
 
+from webpacs.documents.series_store import series_document
 from webpacs.errors import NotFound, WebpacsError
 from webpacs.pixels.thumbnail import representative, thumbnail
 from webpacs.storage.base import Blobs, Index, InstanceRecord
 
 log = logging.getLogger("webpacs.documents")
 
-SUFFIX = "-thumbnail.jpg"
+NAME = "thumbnail.jpg"
 
 
 def series_thumbnail(index: Index, blobs: Blobs, study: str, series: str) -> tuple[bytes, str]:
     """The default JPEG thumbnail of a series and its ETag; builds it when stale."""
-    version = index.series_version(study, series)
-    if version is None:
-        raise NotFound(f"series {series} of study {study} not found")
-    prefix = f"derived/{study}/{series}/"
-    key = f"{prefix}{version}{SUFFIX}"
-    etag = f'W/"t{version}"'
-    try:
-        return blobs.get(key), etag
-    except NotFound:
-        pass
-    records = index.instances(study, series)
-    if not records:
-        raise NotFound(f"series {series} of study {study} not found")
-    rec, number = representative(records)
-    data = thumbnail(blobs, rec, number)
-    blobs.put(key, data)
-    for old in list(blobs.keys(prefix)):
-        if old.endswith(SUFFIX) and old != key:
-            blobs.delete(old)
-    log.debug("built thumbnail %s/%s version %s", study, series, version)
-    return data, etag
+
+    def build(records: list[InstanceRecord]) -> bytes:
+        rec, number = representative(records)
+        return thumbnail(blobs, rec, number)
+
+    data, version = series_document(index, blobs, study, series, NAME, build)
+    return data, f'W/"t{version}"'
 
 
 def study_thumbnail(index: Index, blobs: Blobs, study: str) -> tuple[bytes, str]:
