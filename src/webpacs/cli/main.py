@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from webpacs import __version__
+from webpacs.cli.check_cmd import check
 from webpacs.cli.config_cmd import config
 from webpacs.cli.importer import import_
 from webpacs.cli.migrate import migrate
@@ -25,3 +26,4 @@ main.add_command(config)
 main.add_command(static)
 main.add_command(scp)
 main.add_command(migrate)
+main.add_command(check)

@@ -19,7 +19,8 @@ from webpacs.storage.base import Blobs, Index
 log = logging.getLogger("webpacs.documents")
 
 
-def _base_tag(base_url: str) -> str:
+def base_tag(base_url: str) -> str:
+    """The short hash of a base URL that the documents built for it carry in their key."""
     return hashlib.sha1(base_url.encode()).hexdigest()[:12]
 
 
@@ -30,7 +31,7 @@ def series_metadata_gz(
     version = index.series_version(study, series)
     if version is None:
         raise NotFound(f"series {series} of study {study} not found")
-    tag = f"{version}-{_base_tag(base_url)}"
+    tag = f"{version}-{base_tag(base_url)}"
     prefix = f"derived/{study}/{series}/"
     key = f"{prefix}{tag}.json.gz"
     etag = f'W/"{tag}"'
@@ -59,6 +60,14 @@ def series_metadata(
     return gzip.decompress(data), etag
 
 
+def study_tag(index: Index, study: str, series_uids: list[str] | None = None) -> str:
+    """What a study's documents are keyed by: a hash of its series' versions."""
+    if series_uids is None:
+        series_uids = index.study_series(study)
+    versions = [f"{s}={index.series_version(study, s)}" for s in series_uids]
+    return hashlib.sha1("|".join(versions).encode()).hexdigest()[:20]
+
+
 def study_metadata_gz(index: Index, blobs: Blobs, study: str, base_url: str) -> tuple[bytes, str]:
     """The gzip'd study metadata: its series' documents concatenated, built when stale.
 
@@ -67,10 +76,9 @@ def study_metadata_gz(index: Index, blobs: Blobs, study: str, base_url: str) -> 
     series_uids = index.study_series(study)
     if not series_uids:
         raise NotFound(f"study {study} not found")
-    versions = [f"{s}={index.series_version(study, s)}" for s in series_uids]
-    tag = hashlib.sha1("|".join(versions).encode()).hexdigest()[:20]
-    key = f"derived/{study}/study-{tag}-{_base_tag(base_url)}.json.gz"
-    etag = f'W/"s{tag}-{_base_tag(base_url)}"'
+    tag = study_tag(index, study, series_uids)
+    key = f"derived/{study}/study-{tag}-{base_tag(base_url)}.json.gz"
+    etag = f'W/"s{tag}-{base_tag(base_url)}"'
     try:
         return blobs.get(key), etag
     except NotFound:
