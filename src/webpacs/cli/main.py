@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from webpacs import __version__
+from webpacs.cli.backup_cmd import backup, restore
 from webpacs.cli.check_cmd import check
 from webpacs.cli.config_cmd import config
 from webpacs.cli.importer import import_
@@ -27,3 +28,5 @@ main.add_command(static)
 main.add_command(scp)
 main.add_command(migrate)
 main.add_command(check)
+main.add_command(backup)
+main.add_command(restore)
