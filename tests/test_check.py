@@ -177,7 +177,8 @@ def test_kill_9_mid_ingest_leaves_only_leftovers_that_repair_removes(tmp_path: P
     data = tmp_path / "data"
     acknowledged: list[str] = []
     rng = random.Random(12)
-    for n in range(10):
+    pending = [_datasets(ct_series(16)) for _ in range(12)]  # ready before the server is
+    for n in range(20):
         if n >= 3 and _files(data, "objects") - set(_rows(data).values()):
             break
         srv = Serve(data)
@@ -187,7 +188,7 @@ def test_kill_9_mid_ingest_leaves_only_leftovers_that_repair_removes(tmp_path: P
             c = DICOMwebClient(url)
             c.set_http_retry_params(retry=False)
             while not stop.is_set():
-                batch = _datasets(ct_series(12))
+                batch = pending.pop() if pending else _datasets(ct_series(16))
                 try:
                     c.store_instances(batch)
                 except Exception:  # the server died under it
