@@ -16,7 +16,7 @@ import pytest
 import requests
 from dicomweb_client.api import DICOMwebClient
 
-from tests.serve_support import Serve, check_json, webpacs
+from tests.serve_support import Serve, check_json
 from tests.static_support import ct_series
 from webpacs.config import isolated
 from webpacs.documents import metadata
@@ -261,7 +261,3 @@ def test_collect_spares_an_object_touched_by_a_concurrent_ingest(tmp_path: Path)
     finally:
         st.close()
 
-
-def test_check_refuses_nothing_on_the_other_backends_help(tmp_path: Path) -> None:
-    out = webpacs("check", "--help")
-    assert out.returncode == 0 and "--repair" in out.stdout and "--grace-hours" in out.stdout
