@@ -260,4 +260,3 @@ def test_collect_spares_an_object_touched_by_a_concurrent_ingest(tmp_path: Path)
         assert st.blobs.get(key) and not list(st.blobs.scraps())
     finally:
         st.close()
-
