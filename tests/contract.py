@@ -93,6 +93,31 @@ class BlobsContract:
             t.join()
         assert blobs.get("same") in payloads
 
+    def test_entries_touch_collect(self, blobs: Blobs) -> None:
+        """What ``webpacs check --repair`` relies on (see ``Blobs.collect``)."""
+        import time
+
+        blobs.put("g/h/old", b"12345")
+        blobs.put("g/kept", b"6")
+        entries = {e.key: e for e in blobs.entries("g/")}
+        assert set(entries) == {"g/h/old", "g/kept"} and entries["g/h/old"].size == 5
+        assert abs(entries["g/h/old"].modified - time.time()) < 86400  # seconds since the epoch
+        assert blobs.touch("g/kept") is True and blobs.get("g/kept") == b"6"
+        assert blobs.touch("g/none") is False and not blobs.exists("g/none")
+        later = time.time() + 3600  # a cutoff after the writes: they count as old
+        earlier = entries["g/h/old"].modified - 3600  # before them: they are young
+        asked: list[str] = []
+        assert blobs.collect("g/h/old", earlier, lambda k: bool(asked.append(k))) is False
+        assert blobs.collect("g/h/old", later, lambda k: bool(asked.append(k)) or True) is False
+        assert asked == ["g/h/old"] and blobs.get("g/h/old") == b"12345"
+        assert blobs.collect("g/h/old", later, lambda k: False) is True
+        assert (
+            not blobs.exists("g/h/old")
+            and blobs.collect("g/h/old", later, lambda k: False) is False
+        )
+        assert [e.key for e in blobs.entries("g/")] == ["g/kept"]
+        assert list(blobs.scraps()) == []
+
 
 class IndexContract:
     """What every ``Index`` backend must do (with any ``Blobs``)."""

@@ -129,6 +129,14 @@ class ProxySettings:
 
 
 @dataclass(frozen=True)
+class CheckSettings:
+    """``webpacs check --repair``: files nothing references are removed after this long
+    (longer than any ingest takes between writing an object and committing it)."""
+
+    grace_hours: float = 24.0
+
+
+@dataclass(frozen=True)
 class CouchdbSettings:  # index: "couchdb"
     url: str = "http://127.0.0.1:5984"
     database: str = "webpacs"
@@ -173,6 +181,7 @@ SECTIONS: dict[str, type[DataclassInstance]] = {
     "dimse": DimseSettings,
     "static": StaticSettings,
     "proxy": ProxySettings,
+    "check": CheckSettings,
     "couchdb": CouchdbSettings,
     "postgresql": PostgresqlSettings,
     "s3": S3Settings,
@@ -276,6 +285,7 @@ class Settings:
     dimse: DimseSettings = field(init=False)
     static: StaticSettings = field(init=False)
     proxy: ProxySettings = field(init=False)
+    check: CheckSettings = field(init=False)
     couchdb: CouchdbSettings = field(init=False)
     postgresql: PostgresqlSettings = field(init=False)
     s3: S3Settings = field(init=False)

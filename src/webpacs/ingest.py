@@ -9,7 +9,6 @@ half-visible instance.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import time
@@ -48,6 +47,7 @@ from webpacs.errors import (
 from webpacs.pixels.codecs import PixelDescription
 from webpacs.pixels.families import RECOMPRESS_TARGET, recompress_syntaxes
 from webpacs.pixels.transcode import recompress_instance
+from webpacs.storage import objects
 from webpacs.storage.base import Blobs, Index, InstanceRecord, Outcome
 
 log = logging.getLogger("webpacs.ingest")
@@ -247,9 +247,11 @@ def prepare(
             fmap.swap = bits // 8
         elif ds["PixelData"].VR == "OW":  # 8-bit samples in big-endian words
             fmap.swap = 2
-    digest = hashlib.sha256(memoryview(stored)[part10.skip_meta(stored, 132) :]).hexdigest()
-    key = f"objects/{study}/{series}/{sop}.{digest[:20]}.dcm"
-    if not blobs.exists(key):
+    digest = objects.byte_digest(stored)
+    key = objects.object_key(study, series, sop, digest)
+    # an object already there is touched (its age restarts), so that `webpacs check --repair`
+    # never collects it as unreferenced before the commit below names it
+    if not blobs.touch(key):
         blobs.put(key, stored)
     record = InstanceRecord(
         study_uid=study,

@@ -5,8 +5,11 @@ from __future__ import annotations
 import click
 
 from webpacs import __version__
+from webpacs.cli.backup_cmd import backup, restore
+from webpacs.cli.check_cmd import check
 from webpacs.cli.config_cmd import config
 from webpacs.cli.deid_cmd import deidentify
+from webpacs.cli.export_cmd import export
 from webpacs.cli.importer import import_
 from webpacs.cli.migrate import migrate
 from webpacs.cli.scp import scp
@@ -29,3 +32,7 @@ main.add_command(scp)
 main.add_command(migrate)
 main.add_command(update)
 main.add_command(deidentify)
+main.add_command(check)
+main.add_command(backup)
+main.add_command(restore)
+main.add_command(export)

@@ -20,7 +20,8 @@ from webpacs.storage.base import Blobs, Index, InstanceRecord
 log = logging.getLogger("webpacs.documents")
 
 
-def _base_tag(base_url: str) -> str:
+def base_tag(base_url: str) -> str:
+    """The short hash of a base URL that the documents built for it carry in their key."""
     return hashlib.sha1(base_url.encode()).hexdigest()[:12]
 
 
@@ -33,7 +34,7 @@ def series_metadata_gz(
         body = render(join_array(r.metadata for r in records), base_url)
         return gzip.compress(body, compresslevel=6, mtime=0)
 
-    base = _base_tag(base_url)
+    base = base_tag(base_url)
     data, version = series_document(index, blobs, study, series, f"{base}.json.gz", build)
     return data, f'W/"{version}-{base}"'
 
@@ -46,6 +47,14 @@ def series_metadata(
     return gzip.decompress(data), etag
 
 
+def study_tag(index: Index, study: str, series_uids: list[str] | None = None) -> str:
+    """What a study's documents are keyed by: a hash of its series' versions."""
+    if series_uids is None:
+        series_uids = index.study_series(study)
+    versions = [f"{s}={index.series_version(study, s)}" for s in series_uids]
+    return hashlib.sha1("|".join(versions).encode()).hexdigest()[:20]
+
+
 def study_metadata_gz(index: Index, blobs: Blobs, study: str, base_url: str) -> tuple[bytes, str]:
     """The gzip'd study metadata: its series' documents concatenated, built when stale.
 
@@ -54,10 +63,9 @@ def study_metadata_gz(index: Index, blobs: Blobs, study: str, base_url: str) -> 
     series_uids = index.study_series(study)
     if not series_uids:
         raise NotFound(f"study {study} not found")
-    versions = [f"{s}={index.series_version(study, s)}" for s in series_uids]
-    tag = hashlib.sha1("|".join(versions).encode()).hexdigest()[:20]
-    key = f"derived/{study}/study-{tag}-{_base_tag(base_url)}.json.gz"
-    etag = f'W/"s{tag}-{_base_tag(base_url)}"'
+    tag = study_tag(index, study, series_uids)
+    key = f"derived/{study}/study-{tag}-{base_tag(base_url)}.json.gz"
+    etag = f'W/"s{tag}-{base_tag(base_url)}"'
     try:
         return blobs.get(key), etag
     except NotFound:

@@ -80,6 +80,12 @@ def instance_bytes(root: str | Path, study: str, series: str, sop: str) -> bytes
     return part10.storable_bytes(instance_dataset(root, study, series, sop))
 
 
+def part10_path(out: Path, study: str, series: str, sop: str) -> Path:
+    """Where an exported instance goes: ``OUT/<study>/<series>/<sop>.dcm`` (this export and
+    the cohort export of ``webpacs export`` share it)."""
+    return out / study / series / f"{sop}.dcm"
+
+
 def export(root: str | Path, study: str, out: str | Path, series: str | None = None) -> list[Path]:
     """Write the study (or one series) as ``OUT/<S>/<X>/<I>.dcm``; returns the files."""
     root, out = Path(root), Path(out)
@@ -95,7 +101,7 @@ def export(root: str | Path, study: str, out: str | Path, series: str | None = N
         if not inst_root.exists():
             raise NotFound(f"series {x} is not in the tree")
         for idir in sorted(p for p in inst_root.iterdir() if p.is_dir()):
-            target = out / study / x / f"{idir.name}.dcm"
+            target = part10_path(out, study, x, idir.name)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(instance_bytes(root, study, x, idir.name))
             files.append(target)

@@ -6,7 +6,7 @@ Backends translate their driver's exceptions into ``webpacs.errors`` at their bo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -121,6 +121,15 @@ class Index(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class BlobEntry:
+    """One blob as a listing shows it: its key, size and when it was last written or touched."""
+
+    key: str
+    size: int
+    modified: float  # seconds since the epoch
+
+
 class Blobs(Protocol):
     """Opaque bytes by key (``a/b/c``). Writes are atomic: a reader never sees half a blob."""
 
@@ -144,4 +153,33 @@ class Blobs(Protocol):
 
     def local_path(self, key: str) -> str | None:
         """A filesystem path for zero-copy serving, or None for remote backends."""
+        ...
+
+    # -- what `webpacs check` needs (storage.objects, integrity/) --------------------------
+    def entries(self, prefix: str = "") -> Iterator[BlobEntry]:
+        """``keys`` with each blob's size and modification time (one listing)."""
+        ...
+
+    def touch(self, key: str) -> bool:
+        """Restart the blob's age (its modification time becomes now); False if it is missing.
+
+        Ingest touches an object it finds already stored, so that ``collect`` spares it.
+        """
+        ...
+
+    def collect(self, key: str, older_than: float, referenced: Callable[[str], bool]) -> bool:
+        """Delete ``key`` if it was last written or touched before ``older_than`` and
+        ``referenced(key)`` is false, asked after the age; True when it was deleted.
+
+        A ``touch`` or ``put`` that races with it either makes it spare the blob or finds
+        the blob gone (and writes it again), so a committed reference never loses its blob.
+        """
+        ...
+
+    def scraps(self) -> Iterator[BlobEntry]:
+        """What interrupted writes left behind (temporary files, unfinished uploads)."""
+        ...
+
+    def remove_scrap(self, key: str) -> None:
+        """Remove one of ``scraps`` (undo it, when it is a collection that was cut short)."""
         ...

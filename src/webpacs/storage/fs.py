@@ -1,4 +1,10 @@
-"""Blobs as files under one directory; atomic writes by temp file + rename."""
+"""Blobs as files under one directory; atomic writes by temp file + rename.
+
+Temporary files live in ``<root>/.tmp`` (same file system, so the rename is atomic);
+``collect`` first moves its blob to ``<root>/.tmp/collect/<key>`` and decides there,
+so a ``touch`` either reaches the blob before the move (and ``collect`` sees its new
+age and puts it back) or finds it gone (and ingest writes it again).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from webpacs.errors import InvalidRequest, NotFound, StorageError
+from webpacs.storage.base import BlobEntry
+
+#: Where ``collect`` moves a blob while it decides (under ``.tmp``).
+COLLECTING = "collect"
 
 
 class FileBlobs:
@@ -114,3 +124,88 @@ class FileBlobs:
 
     def local_path(self, key: str) -> str | None:
         return str(self._path(key))
+
+    # -- what `webpacs check` needs --------------------------------------------------------
+    def entries(self, prefix: str = "") -> Iterator[BlobEntry]:
+        for key in self.keys(prefix):
+            try:
+                st = self._path(key).stat()
+            except FileNotFoundError:
+                continue  # deleted since the listing
+            yield BlobEntry(key, st.st_size, st.st_mtime)
+
+    def touch(self, key: str) -> bool:
+        try:
+            os.utime(self._path(key))
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise StorageError(f"cannot touch {key}: {e}") from e
+        return True
+
+    def collect(self, key: str, older_than: float, referenced: Callable[[str], bool]) -> bool:
+        path = self._path(key)
+        held = self._tmp.joinpath(COLLECTING, *key.split("/"))
+        try:
+            held.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(path, held)
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            raise StorageError(f"cannot collect {key}: {e}") from e
+        try:
+            keep = held.stat().st_mtime >= older_than or referenced(key)
+        except BaseException:
+            self._put_back(held, path)
+            raise
+        if keep:
+            self._put_back(held, path)
+            return False
+        held.unlink()
+        self._prune(held.parent, self._tmp)
+        self._prune(path.parent, self.root)
+        return True
+
+    def _put_back(self, held: Path, path: Path) -> None:
+        """Return a blob ``collect`` moved aside (unless a new copy was written meanwhile)."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.link(held, path)
+        except FileExistsError:
+            pass  # written again (same content: the key is its digest)
+        except OSError as e:
+            raise StorageError(f"cannot put back {path}: {e}") from e
+        held.unlink()
+        self._prune(held.parent, self._tmp)
+
+    @staticmethod
+    def _prune(parent: Path, top: Path) -> None:
+        while parent != top and top in parent.parents:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    def scraps(self) -> Iterator[BlobEntry]:
+        for dirpath, _dirnames, filenames in os.walk(self._tmp):
+            for name in filenames:
+                path = Path(dirpath, name)
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                rel = path.relative_to(self._tmp).as_posix()
+                yield BlobEntry(rel, st.st_size, st.st_mtime)
+
+    def remove_scrap(self, key: str) -> None:
+        parts = key.split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise InvalidRequest(f"invalid scrap {key!r}")
+        path = self._tmp.joinpath(*parts)
+        if parts[0] == COLLECTING and len(parts) > 1:
+            if path.exists():  # a collection cut short: the blob goes back where it was
+                self._put_back(path, self._path("/".join(parts[1:])))
+            return
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
