@@ -1,6 +1,6 @@
 """Which derived documents are stale, and rebuilding them (``documents`` keeps them).
 
-Keys (see ``documents.metadata`` and ``documents.thumbnails``):
+Keys (see ``documents.series_store`` and ``documents.metadata``):
 ``derived/<study>/<series>/<version>-<base tag>.json.gz`` (series metadata),
 ``derived/<study>/<series>/<version>-thumbnail.jpg`` and
 ``derived/<study>/study-<study tag>-<base tag>.json.gz`` (study metadata). A document is
@@ -47,12 +47,10 @@ def parse(key: str) -> Derived | None:
         tag, _, base = name.partition("-")
         return Derived(key, parts[1], "", tag, base)
     if len(parts) == 4 and parts[0] == "derived":
-        name = parts[3]
-        if name.endswith(thumbnails.SUFFIX):
-            version = name.removesuffix(thumbnails.SUFFIX)
+        version, _, name = parts[3].partition("-")  # documents.series_store's naming
+        if name == thumbnails.NAME:
             return Derived(key, parts[1], parts[2], version, "thumbnail")
-        version, _, base = name.removesuffix(".json.gz").partition("-")
-        return Derived(key, parts[1], parts[2], version, base)
+        return Derived(key, parts[1], parts[2], version, name.removesuffix(".json.gz"))
     return None
 
 
