@@ -116,6 +116,12 @@ class PgIndex(TablesReads):
     ) -> list[InstanceRecord]:
         return self._run(TABLES.delete, study_uid, series_uid, sop_uid, lock=study_uid)
 
+    def add_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
+        return self._run(TABLES.refs.add_label, study_uid, series_uid, label, lock=study_uid)
+
+    def remove_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
+        return self._run(TABLES.refs.remove_label, study_uid, series_uid, label, lock=study_uid)
+
     # -- reads (TablesReads) ----------------------------------------------------------------
     def _reading(self, fn: Callable[..., T], *args: Any) -> T:
         return self._run(fn, *args)
