@@ -90,6 +90,7 @@ class SqliteIndex(TablesReads):
         self._all_lock = threading.Lock()
         with self._write_lock:
             sqlschema.ensure(self._conn(), TABLES, self.path, _schema())
+        self.schema_version = sqlschema.SCHEMA_VERSION
 
     # -- connections -------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

@@ -93,6 +93,7 @@ class CouchIndex:
         )
         self._opaque: dict[int, str] = {}
         upgraded = self._ensure_database()
+        self.schema_version = design.DESIGN_VERSION
         self.searcher = Searcher(self.client, allow_scan=allow_scan)
         self.ref_reads = refs.RefReads(self.client)
         self.label_docs = refs.Labels(self.client, self.ref_reads)

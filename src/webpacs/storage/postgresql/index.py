@@ -68,6 +68,7 @@ class PgIndex(TablesReads):
         except BaseException:
             self.pool.close()
             raise
+        self.schema_version = schema.SCHEMA_VERSION
         if found == 0:
             log.info("PostgreSQL schema created at version %s", schema.SCHEMA_VERSION)
         elif found < schema.SCHEMA_VERSION:
