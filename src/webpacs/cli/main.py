@@ -8,6 +8,7 @@ from webpacs import __version__
 from webpacs.cli.config_cmd import config
 from webpacs.cli.importer import import_
 from webpacs.cli.migrate import migrate
+from webpacs.cli.query_cmd import query
 from webpacs.cli.scp import scp
 from webpacs.cli.serve import serve
 from webpacs.cli.static_cmd import static
@@ -25,3 +26,4 @@ main.add_command(config)
 main.add_command(static)
 main.add_command(scp)
 main.add_command(migrate)
+main.add_command(query)

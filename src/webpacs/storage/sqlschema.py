@@ -76,7 +76,7 @@ def ensure(db: sqlite3.Connection, tables: Tables, path: object, base: str) -> i
             if version(db) < m.version:  # another process may have migrated meanwhile
                 m.step(db, tables)
                 db.execute(f"PRAGMA user_version = {int(m.version)}")
-                log.info("index %s: schema migrated to version %s (%s)", path, m.version, m.what)
+                log.debug("index %s: schema version %s (%s)", path, m.version, m.what)
         except BaseException:
             db.execute("ROLLBACK")
             raise

@@ -22,6 +22,7 @@ from webpacs.storage.registry import Store, open_store
 from webpacs.web import delete, qido, remote, rendered, stow, thumbnail, viewer, wado, wadouri
 from webpacs.web.common import path_uids, settings, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
+from webpacs.web.labels import routes as label_routes
 
 log = logging.getLogger("webpacs.web")
 
@@ -69,6 +70,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         *delete.routes,
         *wadouri.routes,
         Route("/webpacs/studies/{study}/conflicts", conflicts, methods=["GET"]),
+        *label_routes,
         *remote.routes,
     ]
     root = settings.server.root_path.rstrip("/")
@@ -81,7 +83,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
             Middleware(
                 CORSMiddleware,
                 allow_origins=["*"],
-                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
                 allow_headers=["*"],
                 expose_headers=["ETag", "Warning", "Content-Location"],
             )
