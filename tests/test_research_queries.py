@@ -5,7 +5,9 @@ dicomweb-client's ``search_for_*``; labels over HTTP; ``webpacs query``."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from tests.conftest import RunningServer, data_file, start_server
 from tests.derived_objects import Derived, derived
 from webpacs.cli.main import main
 from webpacs.dimse import ScpHandle, start_scp
+from webpacs.ingest import ingest
 
 
 @pytest.fixture
@@ -248,3 +251,42 @@ def test_dicomweb_client_errors_are_http_errors(module_server: RunningServer) ->
     client = DICOMwebClient(url=module_server.url)
     with pytest.raises(HTTPError):
         client.search_for_instances(search_filters={"webpacsLacks": "SEG"})
+
+
+def _readme_research_block() -> dict[str, str]:
+    """The variables the README's research-query examples set (NAME=value lines)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Research queries", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    pairs = (line.split("=", 1) for line in block.splitlines() if re.match(r"[A-Z_0-9]+=", line))
+    return dict(pairs)
+
+
+def test_readme_research_examples_say_what_the_samples_hold(tmp_path: Path) -> None:
+    """The README's examples name sample objects that reference what it says they do."""
+    from webpacs.cli.importer import iter_files, sample_paths
+    from webpacs.errors import Conflict
+
+    v = _readme_research_block()
+    srv = start_server(tmp_path / "data")
+    try:
+        for f in iter_files(sample_paths()):
+            if f.name.startswith(("liver", "MR2_")):
+                with contextlib.suppress(Conflict):
+                    ingest(srv.store.index, srv.store.blobs, f.read_bytes())
+        client = DICOMwebClient(url=srv.url)
+        segs = client.search_for_instances(
+            search_filters={"webpacsReferences": v["LIVER_CT_SERIES"], "Modality": "SEG"}
+        )
+        assert uids_of(segs, "00080018") == [v["LIVER_SEG"]]
+        derived_images = client.search_for_instances(
+            search_filters={"webpacsReferences": v["MR_IMAGE1"]}
+        )
+        assert v["MR_IMAGE2"] in uids_of(derived_images, "00080018")
+        assert all(r["0020000D"]["Value"][0] == v["MR_STUDY"] for r in derived_images)
+        sources = client.search_for_instances(
+            search_filters={"webpacsReferencedBy": v["MR_IMAGE2"]}
+        )
+        assert uids_of(sources, "00080018") == [v["MR_IMAGE1"]]
+    finally:
+        srv.stop()
