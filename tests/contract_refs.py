@@ -5,6 +5,7 @@ reference graph, ``webpacsReferences``/``webpacsReferencedBy``, ``webpacsHas``/
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from webpacs.core.attributes import Level
 from webpacs.core.query import parse_qido
 from webpacs.errors import NotFound
 from webpacs.ingest import ingest
-from webpacs.storage.base import Blobs, Index
+from webpacs.storage.base import Blobs, Index, Outcome
 
 SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 
@@ -212,9 +213,13 @@ class ReferenceContract:
             index.add_label(d.study, other.series, "x")  # a series of another study
         with pytest.raises(NotFound):
             index.labels(d.study, generate_uid())
-        # labels go with what they label; an instance replaced keeps them
-        ingest(index, blobs, part10(d.images[0]), overwrite=True)
-        assert index.labels(d.study, d.series) == ["done"]
+        # labels go with what they label; the only instance of a series replaced keeps them
+        assert index.add_label(other.study, other.series, "kept") is True
+        changed = copy.deepcopy(other.images[0])
+        changed.ImageComments = "replaced"
+        assert ingest(index, blobs, part10(changed), overwrite=True).outcome is Outcome.REPLACED
+        assert index.labels(other.study, other.series) == ["kept"]
+        assert uids(index, SE, ("webpacsLabel", "kept")) == [other.series]
         index.delete(d.study, d.series)
         index.delete(d.study)
         store_all(index, blobs, d.images)

@@ -237,6 +237,7 @@ def prepare(
             meta, bulk = build_metadata(ds, study, series, sop, threshold=bulk_threshold)
             frames, aligned = frame_spans(ds, stored, meta)
             fmap = FrameMap(frames=frames, bulk=bulk_spans(bulk, stored), aligned=aligned)
+            refs = _references(ds, notes)
         notes += [str(w.message) for w in caught]
     except InvalidRequest:
         raise
@@ -265,7 +266,7 @@ def prepare(
         metadata=orjson.dumps(meta),
         framemap=fmap.to_json(),
         received=time.time(),
-        references=_references(ds, notes),
+        references=refs,
     )
     return Prepared(record, notes)
 

@@ -111,7 +111,10 @@ def _uid(item: Dataset, keyword: str) -> str | None:
 
 
 def _frames(item: Dataset) -> list[int | None]:
-    raw = item.get("ReferencedFrameNumber")
+    try:
+        raw = item.get("ReferencedFrameNumber")
+    except (TypeError, ValueError):  # a value pydicom cannot convert: no frame
+        return [None]
     if raw is None or raw == "":
         return [None]
     items = [raw] if isinstance(raw, (str, bytes, int, float)) else list(raw)

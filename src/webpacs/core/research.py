@@ -96,12 +96,14 @@ class ResearchKey:
         return tuple(v for v in self.values if _UID_LIKE.fullmatch(v))
 
 
-def check_label(label: str) -> str:
+def check_label(label: str, name: str = "label") -> str:
     """``label`` if it is a valid label (1-64 letters, digits, ``-``, ``_``, ``.``), else
-    ``InvalidRequest``."""
+    ``InvalidRequest`` naming ``name``."""
     if not _LABEL_RE.fullmatch(label):
         shown = label[:80] + "..." if len(label) > 80 else label
-        raise InvalidRequest(f"invalid label {shown!r} (1 to 64 letters, digits, '-', '_' and '.')")
+        raise InvalidRequest(
+            f"{name}: invalid label {shown!r} (1 to 64 letters, digits, '-', '_' and '.')"
+        )
     return label
 
 
@@ -139,4 +141,4 @@ def parse_research_key(level: Level, key: str, value: str) -> ResearchKey:
         return ResearchKey(kind, items, negated)
     text = value.strip()
     negated = text.startswith("!")
-    return ResearchKey(LABEL, (check_label(text.removeprefix("!")),), negated)
+    return ResearchKey(LABEL, (check_label(text.removeprefix("!"), key),), negated)
