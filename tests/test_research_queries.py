@@ -290,3 +290,38 @@ def test_readme_research_examples_say_what_the_samples_hold(tmp_path: Path) -> N
         assert uids_of(sources, "00080018") == [v["MR_IMAGE1"]]
     finally:
         srv.stop()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as test_proxy
+def test_research_keys_ask_the_index_alone_with_a_query_ae(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A remote PACS knows nothing of these keys: with ``queryAe`` set (nothing listens on
+    its port), a query with them is answered by the index without asking it."""
+    from tests.test_proxy import orthanc_ae, start_webpacs
+    from webpacs.web import remote
+
+    calls: list[str] = []
+
+    async def counting(request: Any, proxy: Any, query: Any) -> Any:
+        calls.append(query.level.value)
+        raise AssertionError("the remote was asked")
+
+    monkeypatch.setattr(remote, "search", counting)
+    w = start_webpacs(
+        tmp_path / "data", scp_port=None, ae=orthanc_ae(port=4297), query_ae="orthanc"
+    )
+    try:
+        d = derived(1)
+        DICOMwebClient(url=w.server.url).store_instances([*d.images, d.seg])
+        for path in (
+            "/studies?webpacsHas=SEG",
+            f"/studies?includefield=webpacsLabels&StudyInstanceUID={d.study}",
+            f"/series?webpacsReferences={str(d.images[0].SOPInstanceUID)}",
+        ):
+            r = w.get(path)
+            assert r.status_code == 200 and len(r.json()) == 1, r.text
+            assert "Warning" not in r.headers
+        assert calls == []
+    finally:
+        w.stop()
