@@ -102,7 +102,8 @@ class RefReads:
         return list(page.get("rows", []))
 
     def find(self, selector: dict[str, Any], fields: list[str]) -> list[dict[str, Any]]:
-        """Every document matching ``selector`` (bookmark paging)."""
+        """Every document matching ``selector`` (bookmark paging), with no cap on their
+        number, unlike ``Searcher.find_all``: the migration's ``backfill`` reads them all."""
         out: list[dict[str, Any]] = []
         bookmark: str | None = None
         while True:
