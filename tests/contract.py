@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tests.conftest import data_file
+from tests.contract_refs import ReferenceContract
 from tests.matching_table import BASE, MATCHING_CASES, MatchCase
 from webpacs.core.attributes import Level
 from webpacs.core.query import parse_qido
@@ -119,7 +120,7 @@ class BlobsContract:
         assert list(blobs.scraps()) == []
 
 
-class IndexContract:
+class IndexContract(ReferenceContract):
     """What every ``Index`` backend must do (with any ``Blobs``)."""
 
     def test_put_get_duplicate_conflict(self, index: Index, blobs: Blobs) -> None:

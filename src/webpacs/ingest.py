@@ -35,6 +35,7 @@ from webpacs.core.dicomjson import build_metadata
 from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans
 from webpacs.core.query import normalize_date, normalize_datetime, normalize_time
 from webpacs.core.rawjson import uid_value
+from webpacs.core.references import Reference, extract
 from webpacs.core.uids import check_uid
 from webpacs.errors import (
     Conflict,
@@ -236,6 +237,7 @@ def prepare(
             meta, bulk = build_metadata(ds, study, series, sop, threshold=bulk_threshold)
             frames, aligned = frame_spans(ds, stored, meta)
             fmap = FrameMap(frames=frames, bulk=bulk_spans(bulk, stored), aligned=aligned)
+            refs = _references(ds, notes)
         notes += [str(w.message) for w in caught]
     except InvalidRequest:
         raise
@@ -266,8 +268,19 @@ def prepare(
         metadata=orjson.dumps(meta),
         framemap=fmap.to_json(),
         received=time.time(),
+        references=refs,
     )
     return Prepared(record, notes)
+
+
+def _references(ds: Dataset, notes: list[str]) -> tuple[Reference, ...]:
+    """The reference graph's edges from ``ds``; a data set whose references cannot be read
+    is stored all the same, without edges, and the note says why."""
+    try:
+        return extract(ds)
+    except Exception as e:  # pydicom converting a malformed value
+        notes.append(f"references not recorded ({type(e).__name__}: {e})")
+        return ()
 
 
 def commit(

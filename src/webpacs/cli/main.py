@@ -12,6 +12,7 @@ from webpacs.cli.deid_cmd import deidentify
 from webpacs.cli.export_cmd import export
 from webpacs.cli.importer import import_
 from webpacs.cli.migrate import migrate
+from webpacs.cli.query_cmd import query
 from webpacs.cli.scp import scp
 from webpacs.cli.serve import serve
 from webpacs.cli.static_cmd import static
@@ -36,3 +37,4 @@ main.add_command(check)
 main.add_command(backup)
 main.add_command(restore)
 main.add_command(export)
+main.add_command(query)

@@ -1,7 +1,9 @@
 """``webpacs migrate``: bring the configured store's formats to this release's versions.
 
 Opening a store creates what is missing and migrates what an earlier release wrote (the
-SQLite index, CouchDB's design documents, the PostgreSQL schema); ``serve`` does it on
+SQLite index's ``PRAGMA user_version`` steps, ``storage.sqlschema``; CouchDB's design
+documents; the PostgreSQL schema), including the reference graph of instances stored
+before it existed, read from their stored metadata; ``serve`` does it on
 start too. This command does it alone, e.g. before starting several nodes, and is the
 one a node names when it refuses to start on a store it cannot read.
 """
@@ -25,5 +27,7 @@ def migrate(config_files: tuple[str, ...], data_dir: str | None, verbose: int) -
         store = open_store(settings)
     except WebpacsError as e:
         raise click.ClickException(str(e)) from e
+    version = getattr(store.index, "schema_version", None)  # what the index is at now
     store.close()
-    console.print(f"{settings.index} index and {settings.blobs} blobs are current")
+    at = f" (schema version {version})" if version is not None else ""
+    console.print(f"{settings.index} index{at} and {settings.blobs} blobs are current")

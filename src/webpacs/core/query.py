@@ -36,6 +36,7 @@ from typing import Any
 
 from webpacs.core import attributes
 from webpacs.core.attributes import Attribute, Level
+from webpacs.core.research import LABELS_FIELD, ResearchKey, is_research_key, parse_research_key
 from webpacs.core.uids import check_uid
 from webpacs.errors import InvalidRequest
 
@@ -106,6 +107,10 @@ class Query:
     limit: int | None = None
     offset: int = 0
     fuzzy: bool = False
+    #: the webpacs research keys (``core.research``): by reference, has/lacks, labels
+    research: tuple[ResearchKey, ...] = ()
+    #: ``includefield=webpacsLabels``: rows carry their labels
+    include_labels: bool = False
 
 
 # --------------------------------------------------------------------------- normalization
@@ -342,6 +347,8 @@ def parse_qido(
     seen: set[str] = set()
     matching: list[tuple[str, str]] = []
     seen_tags: dict[int, str] = {}
+    research: list[ResearchKey] = []
+    include_labels = False
 
     for key, value in params:
         if key in ("limit", "offset", "fuzzymatching"):
@@ -354,6 +361,9 @@ def parse_qido(
                     continue
                 if item == "all":
                     include_all = True
+                    continue
+                if item == LABELS_FIELD:
+                    include_labels = _labels_at(level)
                     continue
                 try:
                     includefields.add(attributes.resolve(item))
@@ -370,6 +380,8 @@ def parse_qido(
             if value.strip().lower() not in ("true", "false"):
                 raise InvalidRequest(f"fuzzymatching: expected 'true' or 'false', got {value!r}")
             fuzzy = value.strip().lower() == "true"
+        elif is_research_key(key):
+            research.append(parse_research_key(level, key, value))
         else:
             matching.append((key, value))
 
@@ -399,7 +411,15 @@ def parse_qido(
         limit=limit,
         offset=offset,
         fuzzy=fuzzy,
+        research=tuple(research),
+        include_labels=include_labels,
     )
+
+
+def _labels_at(level: Level) -> bool:
+    if level is Level.INSTANCE:
+        raise InvalidRequest(f"includefield: {LABELS_FIELD} are kept on studies and series")
+    return True
 
 
 # --------------------------------------------------------------------------- matching

@@ -58,7 +58,8 @@ class Deriver:
         changes = self.index.changes(self.seq, limit)
         if not changes:
             return 0
-        touched = {(c.study_uid, c.series_uid) for c in changes}
+        # a label change leaves the documents as they are
+        touched = {(c.study_uid, c.series_uid) for c in changes if c.op != "label"}
         with self._lock:
             bases = list(self._bases)
         rebuilt = 0

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, BinaryIO, Protocol
 
 from webpacs.core.query import Query
+from webpacs.core.references import Reference
 
 
 class Outcome(StrEnum):
@@ -42,6 +43,9 @@ class InstanceRecord:
     metadata: bytes  # DICOM JSON (orjson) with relative BulkDataURIs
     framemap: dict[str, Any]  # FrameMap.to_json()
     received: float = 0.0
+    #: the edges ingest extracted (``core.references``); records read back leave it empty
+    #: (``Index.references`` answers)
+    references: tuple[Reference, ...] = ()
 
 
 @dataclass
@@ -49,7 +53,7 @@ class Change:
     """One entry of the change feed."""
 
     seq: int
-    op: str  # "put" | "delete"
+    op: str  # "put" | "delete" | "label" (a study's or series' labels changed; sop_uid "")
     study_uid: str
     series_uid: str
     sop_uid: str
@@ -116,6 +120,24 @@ class Index(Protocol):
 
     def changes(self, since: int = 0, limit: int = 1000) -> list[Change]:
         """Changes after sequence number ``since``, oldest first."""
+        ...
+
+    def references(self, sop_uid: str) -> list[Reference]:
+        """The edges instance ``sop_uid`` makes (empty when it is not stored)."""
+        ...
+
+    def labels(self, study_uid: str, series_uid: str | None = None) -> list[str]:
+        """The labels of a study (``series_uid`` None) or a series, sorted; ``NotFound``
+        when it is not stored."""
+        ...
+
+    def add_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
+        """Label a study or series; whether the label is new (a change ``label`` is logged
+        then). ``NotFound`` when it is not stored."""
+        ...
+
+    def remove_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
+        """Take a label off; whether it was there. ``NotFound`` when not stored."""
         ...
 
     def close(self) -> None: ...

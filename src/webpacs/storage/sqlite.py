@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from webpacs.core.attributes import Level
 from webpacs.errors import StorageError
-from webpacs.storage import sqltables
+from webpacs.storage import sqlschema, sqltables
 from webpacs.storage.base import InstanceRecord, Outcome
 from webpacs.storage.sqltables import Dialect, Tables, TablesReads
 
@@ -89,7 +89,8 @@ class SqliteIndex(TablesReads):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         with self._write_lock:
-            self._conn().executescript(_schema())
+            sqlschema.ensure(self._conn(), TABLES, self.path, _schema())
+        self.schema_version = sqlschema.SCHEMA_VERSION
 
     # -- connections -------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -174,6 +175,14 @@ class SqliteIndex(TablesReads):
     ) -> list[InstanceRecord]:
         with self._write() as db:
             return TABLES.delete(db, study_uid, series_uid, sop_uid)
+
+    def add_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
+        with self._write() as db:
+            return TABLES.refs.add_label(db, study_uid, series_uid, label)
+
+    def remove_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
+        with self._write() as db:
+            return TABLES.refs.remove_label(db, study_uid, series_uid, label)
 
     # -- reads -------------------------------------------------------------------
     def _reading(self, fn: Callable[..., T], *args: Any) -> T:

@@ -23,8 +23,11 @@ import orjson
 from webpacs.core.attributes import STORED, Attribute, Level
 from webpacs.core.dicomjson import project
 from webpacs.core.query import Condition, Query
+from webpacs.core.references import Reference
 from webpacs.storage import rows
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
+from webpacs.storage.labels import attach as attach_labels
+from webpacs.storage.sqlrefs import RefTables
 
 T = TypeVar("T")
 TABLE = {Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
@@ -140,6 +143,7 @@ class Tables:
 
     def __init__(self, dialect: Dialect) -> None:
         self.d = dialect
+        self.refs = RefTables(dialect.placeholder, dialect.before_change, dialect.after_change)
 
     def _x(self, db: Db, sql: str, args: Any = ()) -> Any:
         return db.execute(self.d.sql(sql), args)
@@ -184,6 +188,7 @@ class Tables:
         row |= {"metadata": rec.metadata, "framemap": orjson.dumps(rec.framemap),
                 "attributes": orjson.dumps(rec.attributes)}  # fmt: skip
         self._insert(db, "instances", row)
+        self.refs.record(db, rec)
         for level in (Level.SERIES, Level.STUDY):
             uid = rec.series_uid if level is Level.SERIES else rec.study_uid
             fresh = rows.summary_of(level, rec.sop_uid, now, rec.attributes, meta)
@@ -251,6 +256,7 @@ class Tables:
 
     def _remove(self, db: Db, rec: InstanceRecord, *, log_change: bool) -> None:
         self._x(db, "DELETE FROM instances WHERE sop_uid = ?", (rec.sop_uid,))
+        self.refs.forget(db, rec.sop_uid)
         for level, uid in ((Level.SERIES, rec.series_uid), (Level.STUDY, rec.study_uid)):
             table, col = TABLE[level], UID_COL[level]
             row = self._x(db, f"SELECT rep_sop FROM {table} WHERE {col} = ?", (uid,)).fetchone()
@@ -279,6 +285,7 @@ class Tables:
         recs = self.select(db, study, series, sop)
         for rec in recs:
             self._remove(db, rec, log_change=True)
+        self.refs.after_delete(db, recs)
         if recs and series is None and sop is None:
             self._x(db, "DELETE FROM conflicts WHERE study_uid = ?", (study,))
         return recs
@@ -403,6 +410,9 @@ class Tables:
             clause, cargs = condition_sql(self.d, cond, column)
             where.append(clause)
             args += cargs
+        for clause, cargs in self.refs.clauses(query):
+            where.append(clause)
+            args += cargs
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += order
@@ -462,4 +472,15 @@ class TablesReads(abc.ABC):
     def search(self, query: Query) -> SearchResult:
         sql, args = self.tables.search_sql(query)
         found = self._reading(lambda db: db.execute(sql, args).fetchall())
-        return SearchResult(*self.tables.rows(query, found, self.metadata))
+        result = SearchResult(*self.tables.rows(query, found, self.metadata))
+        attach_labels(query, result.rows, self._labels_of)
+        return result
+
+    def _labels_of(self, level: Level, uids: list[str]) -> dict[str, list[str]]:
+        return self._reading(self.tables.refs.labels_of, level, uids)
+
+    def references(self, sop_uid: str) -> list[Reference]:
+        return self._reading(self.tables.refs.edges, sop_uid)
+
+    def labels(self, study_uid: str, series_uid: str | None = None) -> list[str]:
+        return self._reading(self.tables.refs.labels, study_uid, series_uid)

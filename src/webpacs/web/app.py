@@ -33,6 +33,7 @@ from webpacs.web import (
 )
 from webpacs.web.common import path_uids, settings, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
+from webpacs.web.labels import routes as label_routes
 
 log = logging.getLogger("webpacs.web")
 
@@ -81,6 +82,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         *wadouri.routes,
         Route("/webpacs/studies/{study}/conflicts", conflicts, methods=["GET"]),
         *manage.routes,
+        *label_routes,
         *remote.routes,
     ]
     root = settings.server.root_path.rstrip("/")
@@ -93,7 +95,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
             Middleware(
                 CORSMiddleware,
                 allow_origins=["*"],
-                allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+                allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
                 allow_headers=["*"],
                 expose_headers=["ETag", "Warning", "Content-Location"],
             )

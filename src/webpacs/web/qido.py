@@ -47,7 +47,9 @@ def _search(level: Level) -> Callable[[Request], Awaitable[Response]]:
             series_uid=series,
             max_limit=cap,
         )
-        proxy = remote.searching(request, level)
+        # research keys are this server's own (README "Research queries"): the index alone
+        local_only = bool(query.research) or query.include_labels
+        proxy = None if local_only else remote.searching(request, level)
         warnings: list[str] = []
         if proxy is None:
             result = await threaded(store(request).index.search, query)

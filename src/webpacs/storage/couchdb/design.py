@@ -12,6 +12,8 @@ Documents (one database):
 * ``series:<uid>`` and ``study:<uid>``: summaries following the newest instance
   (``rep``, ``latest``), with the level's projection ``j`` and match values ``a``.
 * ``conflict:<study>:<id>``: study attributes that disagreed between instances.
+* ``label:<study>:<series>:<label>``: labels, and the edges ``r`` of instance documents
+  (see ``refs``, which also holds their views).
 
 Aggregates come from the views of ``_design/webpacs`` (``agg``: ``_stats`` of ``vh``
 by study, series and modality; ``mods``: studies by modality; ``newest``: instances
@@ -27,9 +29,11 @@ from typing import Any
 
 from webpacs.core.attributes import Level
 from webpacs.core.query import Condition
+from webpacs.storage.couchdb import refs
 
-#: Bump when a view or an index definition changes: existing databases are upgraded.
-DESIGN_VERSION = 5
+#: Bump when a view or an index definition changes: existing databases are upgraded
+#: (6: the reference graph's and labels' views and index, ``refs``).
+DESIGN_VERSION = 6
 DESIGN_ID = "_design/webpacs"
 
 VIEWS: dict[str, dict[str, str]] = {
@@ -53,6 +57,7 @@ VIEWS: dict[str, dict[str, str]] = {
         " emit(['se', doc.series, doc.received], null);"
         " emit(['st', doc.study, doc.received], null); } }",
     },
+    **refs.VIEWS,
 }
 
 #: Mango indexes: name -> fields. Each query level's documents are selected by ``type``.
@@ -66,6 +71,7 @@ MANGO_INDEXES: dict[str, list[str]] = {
     "accession": ["type", "a.AccessionNumber"],
     "modality": ["type", "a.Modality"],
     "sopclass": ["type", "a.SOPClassUID"],
+    **refs.MANGO_INDEXES,
 }
 
 #: Per level, the fields a condition can use an index on (besides UID scoping).

@@ -31,10 +31,11 @@ from webpacs.config import Settings
 from webpacs.core.attributes import STORED, Level
 from webpacs.core.dicomjson import project
 from webpacs.core.query import Query
+from webpacs.core.references import Reference
 from webpacs.errors import StorageError
 from webpacs.storage import rows
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
-from webpacs.storage.couchdb import design
+from webpacs.storage.couchdb import design, refs
 from webpacs.storage.couchdb.http import CouchClient
 from webpacs.storage.couchdb.search import Searcher
 
@@ -91,8 +92,13 @@ class CouchIndex:
             url, database, username=username, password=password, max_concurrent=max_concurrent
         )
         self._opaque: dict[int, str] = {}
-        self._ensure_database()
+        upgraded = self._ensure_database()
+        self.schema_version = design.DESIGN_VERSION
         self.searcher = Searcher(self.client, allow_scan=allow_scan)
+        self.ref_reads = refs.RefReads(self.client)
+        self.label_docs = refs.Labels(self.client, self.ref_reads)
+        if upgraded and (n := refs.backfill(self.client, self.ref_reads)):
+            log.info("CouchDB: references of %d stored instance(s) recorded", n)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CouchIndex:
@@ -108,11 +114,13 @@ class CouchIndex:
         )
 
     # -- setup ---------------------------------------------------------------------
-    def _ensure_database(self) -> None:
+    def _ensure_database(self) -> bool:
+        """Create the database, its views and indexes; whether the views were (re)written."""
         c = self.client
         c.call("PUT", "", ok=(201, 202, 412))
         status, current = c.call("GET", c.doc_path(design.DESIGN_ID), ok=(200, 404))
-        if status == 404 or current.get("version") != design.DESIGN_VERSION:
+        upgraded = status == 404 or current.get("version") != design.DESIGN_VERSION
+        if upgraded:
             doc = design.design_document()
             if status == 200:
                 doc["_rev"] = current["_rev"]
@@ -140,6 +148,7 @@ class CouchIndex:
                         "DELETE", c.doc_path(f"_design/{ddoc}"), params={"rev": d["_rev"]},
                         ok=(200, 202, 404, 409),
                     )  # fmt: skip
+        return upgraded
 
     def close(self) -> None:
         self.client.close()
@@ -179,6 +188,7 @@ class CouchIndex:
             "k": design.sort_key(Level.INSTANCE, rec.attributes, uids),
             "vh": _vh(rec.sop_uid, rec.digest),
             "t": time.time(),
+            "r": refs.edges_field(rec.references),
         }
 
     # -- writes ------------------------------------------------------------------------
@@ -339,6 +349,7 @@ class CouchIndex:
                 doc = fresh
         if removed:
             self._after_removal(removed)
+            self._forget_labels(removed)
         if removed and series_uid is None and sop_uid is None:
             conflicts = self.searcher.find_all({"type": "conflict", "study": study_uid})
             tombs = [{"_id": c["_id"], "_rev": c["_rev"], "_deleted": True} for c in conflicts]
@@ -346,7 +357,31 @@ class CouchIndex:
                 self.client.call("POST", "_bulk_docs", body={"docs": tombs}, ok=(201, 202))
         return removed
 
+    def _forget_labels(self, removed: list[InstanceRecord]) -> None:
+        """Labels of the series and studies no longer stored go with them."""
+        for study, series in sorted({(r.study_uid, r.series_uid) for r in removed}):
+            if self._doc(f"series:{series}") is None:
+                self.label_docs.forget(study, series)
+        for study in sorted({r.study_uid for r in removed}):
+            if self._doc(f"study:{study}") is None:
+                self.label_docs.forget(study, None)
+
+    def add_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
+        return self.label_docs.add(study_uid, series_uid, label)
+
+    def remove_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
+        return self.label_docs.remove(study_uid, series_uid, label)
+
     # -- reads ---------------------------------------------------------------------------
+    def references(self, sop_uid: str) -> list[Reference]:
+        doc = self._doc(sop_uid)
+        if doc is None or doc.get("type") != "instance":
+            return []
+        return [Reference.from_list(e) for e in doc.get("r") or []]
+
+    def labels(self, study_uid: str, series_uid: str | None = None) -> list[str]:
+        return self.label_docs.of(study_uid, series_uid)
+
     def get(self, sop_uid: str) -> InstanceRecord | None:
         doc = self._doc(sop_uid)
         return _record(doc) if doc is not None and doc.get("type") == "instance" else None
@@ -393,7 +428,10 @@ class CouchIndex:
                 if not isinstance(row["seq"], int):
                     self._opaque[n] = row["seq"]
                 doc = row.get("doc") or {}
-                if n <= since or doc.get("type") != "instance":
+                if n <= since or doc.get("type") not in ("instance", "label"):
+                    continue
+                if doc["type"] == "label":
+                    out.append(Change(n, "label", doc["study"], doc["series"], "", doc.get("t", 0)))
                     continue
                 op = "delete" if row.get("deleted") else "put"
                 out.append(Change(n, op, doc["study"], doc["series"], doc["sop"], doc.get("t", 0)))
@@ -405,4 +443,4 @@ class CouchIndex:
         return out
 
     def search(self, query: Query) -> SearchResult:
-        return self.searcher.search(query)
+        return self.searcher.search(query, self.ref_reads)

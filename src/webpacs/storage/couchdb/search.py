@@ -22,6 +22,8 @@ from webpacs.storage import rows
 from webpacs.storage.base import SearchResult
 from webpacs.storage.couchdb import design
 from webpacs.storage.couchdb.http import CouchClient
+from webpacs.storage.couchdb.refs import RefReads
+from webpacs.storage.labels import attach as attach_labels
 
 _BATCH = 2000
 #: More matches than this for one query is an error (narrow the query), never a crawl.
@@ -37,16 +39,14 @@ def _int(value: Any) -> float:
 
 
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One selector for all ``parts``: one object when no field repeats, else ``$and``
+    alone (pouchdb-server ignores the other fields of an object that also has ``$and``)."""
     selector: dict[str, Any] = {}
-    extra: list[dict[str, Any]] = []
     for part in parts:
         for field, cond in part.items():
             if field in selector:
-                extra.append({field: cond})
-            else:
-                selector[field] = cond
-    if extra:
-        selector["$and"] = extra
+                return {"$and": parts}
+            selector[field] = cond
     return selector
 
 
@@ -167,7 +167,7 @@ class Searcher:
         return {r["id"].removeprefix("study:") for r in rows}
 
     # -- QIDO ------------------------------------------------------------------------
-    def search(self, query: Query) -> SearchResult:
+    def search(self, query: Query, research: RefReads) -> SearchResult:
         level = query.level
         parts: list[dict[str, Any]] = [{"type": level.value}]
         if query.study_uid is not None:
@@ -186,6 +186,9 @@ class Searcher:
                 native = True
             parts.append(design.selector_for(cond))
             native = native or design.indexable(cond, level)
+        plan = research.plan(query)
+        parts += plan.parts
+        native = native or plan.narrowing
         if not native and not self.allow_scan:
             names = sorted(design.keyword_of(f) for f in design.INDEXED[level])
             raise NotImplementedFeature(
@@ -194,16 +197,21 @@ class Searcher:
                 " couchdb.allowScan"
             )
         want = None if query.limit is None else query.offset + query.limit + 1
-        if len(parts) == 1:
+        if len(parts) == 1 and not plan.exclude:
             ids = self._listing(level, query.offset, want)
+        elif len(parts) == 1:  # only negated research keys: the listing, less what they name
+            ids = [i for i in self._listing(level, 0, None) if i not in plan.exclude]
+            ids = ids[query.offset : want]
         else:
             found = self.find_all(_merge(parts), ["_id", "k"])
             found.sort(key=lambda d: d.get("k", ""), reverse=level is Level.STUDY)
-            ids = [d["_id"] for d in found][query.offset : want]
+            ids = [d["_id"] for d in found if d["_id"] not in plan.exclude][query.offset : want]
         truncated = query.limit is not None and len(ids) > query.limit
         if truncated:
             ids = ids[: query.limit]
-        return SearchResult(self._rows(query, ids), truncated)
+        result = SearchResult(self._rows(query, ids), truncated)
+        attach_labels(query, result.rows, research.labels_of)
+        return result
 
     def _listing(self, level: Level, offset: int, want: int | None) -> list[str]:
         """Ids of a level's documents in result order, straight from the sort index."""

@@ -68,6 +68,7 @@ class PgIndex(TablesReads):
         except BaseException:
             self.pool.close()
             raise
+        self.schema_version = schema.SCHEMA_VERSION
         if found == 0:
             log.info("PostgreSQL schema created at version %s", schema.SCHEMA_VERSION)
         elif found < schema.SCHEMA_VERSION:
@@ -115,6 +116,12 @@ class PgIndex(TablesReads):
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[InstanceRecord]:
         return self._run(TABLES.delete, study_uid, series_uid, sop_uid, lock=study_uid)
+
+    def add_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
+        return self._run(TABLES.refs.add_label, study_uid, series_uid, label, lock=study_uid)
+
+    def remove_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
+        return self._run(TABLES.refs.remove_label, study_uid, series_uid, label, lock=study_uid)
 
     # -- reads (TablesReads) ----------------------------------------------------------------
     def _reading(self, fn: Callable[..., T], *args: Any) -> T:

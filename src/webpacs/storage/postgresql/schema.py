@@ -14,16 +14,16 @@ release). Never a silent misread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from webpacs.core.attributes import Level
 from webpacs.errors import ConfigError
+from webpacs.storage import sqlrefs
 from webpacs.storage.sqltables import cols
 
 #: Bump when a table changes, and add the step from the previous version to MIGRATIONS.
-SCHEMA_VERSION = 1
-#: version -> SQL that brings a schema at that version to the next one.
-MIGRATIONS: dict[int, str] = {}
+SCHEMA_VERSION = 2
 #: ``pg_advisory_xact_lock`` keys: schema changes, and the change feed's commit order.
 SCHEMA_LOCK = 0x7765_6270_0001
 CHANGES_LOCK = 0x7765_6270_0002
@@ -32,6 +32,20 @@ CHANNEL = "webpacs_changes"
 MIGRATE_COMMAND = "webpacs migrate"
 
 T = 'TEXT COLLATE "C"'  # byte order, as the matching rules and the other backends compare
+REAL = "DOUBLE PRECISION"
+
+
+def _references_and_labels(conn: Any) -> None:
+    """1 -> 2: the reference graph and labels (``storage.sqlrefs``), with the edges of the
+    instances already stored."""
+    for statement in sqlrefs.statements(T, REAL):
+        conn.execute(statement)
+    sqlrefs.RefTables("%s").backfill(conn)
+
+
+#: version -> SQL (or a function of the connection) that brings a schema at that version
+#: to the next one.
+MIGRATIONS: dict[int, str | Callable[[Any], None]] = {1: _references_and_labels}
 
 
 def ddl() -> str:
@@ -75,6 +89,7 @@ def ddl() -> str:
     CREATE INDEX studies_accession ON studies(accessionnumber);
     CREATE INDEX series_modality ON series(modality);
     CREATE INDEX conflicts_study ON conflicts(study_uid);
+    {"".join(s + ";" for s in sqlrefs.statements(T, REAL))}
     INSERT INTO webpacs_schema (version) VALUES ({SCHEMA_VERSION});
     """
 
@@ -103,7 +118,11 @@ def ensure(conn: Any) -> int:
                 " wrote it, or upgrade this node"
             )
         for version in range(found, SCHEMA_VERSION):
-            conn.execute(MIGRATIONS[version])
+            step = MIGRATIONS[version]
+            if isinstance(step, str):
+                conn.execute(step)
+            else:
+                step(conn)
         if found < SCHEMA_VERSION:
             conn.execute("UPDATE webpacs_schema SET version = %s", (SCHEMA_VERSION,))
         return int(found)
