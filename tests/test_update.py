@@ -391,3 +391,31 @@ def test_move_series_to_a_new_study(server: RunningServer) -> None:
          two[0].SeriesInstanceUID, "--move-to", "1.2.x"],
     )  # fmt: skip
     assert r.exit_code != 0 and "moveTo" in r.output
+
+
+def test_labels_stay_through_updates_and_go_with_a_moved_series(server: RunningServer) -> None:
+    """A study-level update puts the study's index entries back: its labels and its series'
+    stay. A moved series takes its labels to its new study."""
+    base = study_of("CT_small.dcm", 1, PatientName="Lee^Al")
+    other = study_of("MR_small.dcm", 1, PatientName="Lee^Bo")
+    client = DICOMwebClient(url=server.url)
+    client.store_instances(base + other)
+    study, series = base[0].StudyInstanceUID, base[0].SeriesInstanceUID
+    labels = f"{server.url}/webpacs/studies/{study}"
+    assert httpx.put(f"{labels}/labels/to-review").status_code == 201
+    assert httpx.put(f"{labels}/series/{series}/labels/qc.ok").status_code == 201
+    r = httpx.post(f"{labels}/update", json={"set": {"PatientName": "Lee^Alan"}})
+    assert r.status_code == 200 and r.json()["rewritten"] == 1, r.text
+    (row,) = client.search_for_studies(
+        search_filters={"webpacsLabel": "to-review", "includefield": "webpacsLabels"}
+    )
+    assert row["00100010"]["Value"] == [{"Alphabetic": "Lee^Alan"}]
+    assert row["webpacsLabels"] == ["to-review"]
+    assert httpx.get(f"{labels}/series/{series}/labels").json() == ["qc.ok"]
+    target = other[0].StudyInstanceUID
+    r = httpx.post(f"{labels}/series/{series}/update", json={"moveTo": target})
+    assert r.status_code == 200, r.text
+    moved = f"{server.url}/webpacs/studies/{target}/series/{series}/labels"
+    assert httpx.get(moved).json() == ["qc.ok"]
+    (found,) = client.search_for_series(search_filters={"webpacsLabel": "qc.ok"})
+    assert found["0020000D"]["Value"] == [target]

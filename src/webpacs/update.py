@@ -34,7 +34,7 @@ from webpacs.core.modify import Edit
 from webpacs.core.query import Condition, Query
 from webpacs.documents import metadata
 from webpacs.errors import Conflict, InvalidRequest, NotFound
-from webpacs.storage.base import InstanceRecord
+from webpacs.storage.base import Index, InstanceRecord
 from webpacs.storage.registry import Store
 
 log = logging.getLogger("webpacs.update")
@@ -247,13 +247,29 @@ def _commit(
         current = {r.sop_uid: r.blob_key for r in index.instances(study)}
         if any(current.get(old.sop_uid) != old.blob_key for old, _ in prepared):
             raise _Moved()
+        labels: list[tuple[str, str | None, str]] = []  # put back after the entries
         if upper:  # the whole study is put back, unchanged instances as they are
             kept = [r for r in index.instances(study) if r.sop_uid not in dict(garbage)]
+            labels += _labels(index, study, None, study)
+            for series in index.study_series(study):
+                labels += _labels(index, study, series, study)
             index.delete(study)
             redo = [p for _, p in prepared] + [ingest.Prepared(r, []) for r in kept]
         else:
-            for series in sorted({i.record.series_uid for i in items if i.move_to}):
+            moves = {i.record.series_uid: i.move_to for i in items if i.move_to is not None}
+            for series, target in sorted(moves.items()):
+                labels += _labels(index, study, series, target)  # they go with the series
                 index.delete(study, series)  # a moved series leaves its study first
             redo = [p for _, p in prepared]
         for p in redo:
             ingest.commit(index, store.blobs, p, overwrite=True, garbage=garbage)
+        for at_study, at_series, label in labels:
+            index.add_label(at_study, at_series, label)
+
+
+def _labels(
+    index: Index, study: str, series: str | None, target: str
+) -> list[tuple[str, str | None, str]]:
+    """The labels of a study (``series`` None) or series, as they are to be put back in
+    study ``target`` after its index entries were deleted and put again."""
+    return [(target, series, label) for label in index.labels(study, series)]
