@@ -19,7 +19,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragmented_frames
 
-from webpacs.errors import InvalidRequest, NotFound
+from webpacs.core import numbers
+from webpacs.errors import NotFound
 
 Span = tuple[int, int]
 
@@ -158,17 +159,13 @@ def bulk_spans(bulk: dict[str, DataElement], stored: bytes) -> dict[str, list[Sp
 
 def frame_numbers(text: str, count: int) -> list[int]:
     """The frame numbers of a ``frames/{list}`` path segment (``1,3,5``, PS3.18 10.4.1.1.4),
-    each checked against the instance's ``count`` frames. Numbers are ASCII digits, at most
-    nine of them (an InvalidRequest otherwise); one past the last frame is a NotFound."""
-    numbers = []
+    each checked against the instance's ``count`` frames. Numbers are read by
+    :func:`webpacs.core.numbers.whole` (an InvalidRequest otherwise; frames count from 1);
+    one past the last frame is a NotFound."""
+    found = []
     for item in text.split(","):
-        item = item.strip()
-        if not (item.isascii() and item.isdigit()) or len(item) > 9 or int(item) < 1:
-            raise InvalidRequest(
-                f"frame number {item[:20]!r} is not a positive integer (frames count from 1)"
-            )
-        n = int(item)
+        n = numbers.whole("frame number", item, low=1)
         if n > count:
             raise NotFound(f"frame {n} does not exist (the instance has {count} frame(s))")
-        numbers.append(n)
-    return numbers
+        found.append(n)
+    return found
