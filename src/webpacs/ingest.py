@@ -30,10 +30,12 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from webpacs import duplicates
 from webpacs.core import part10
 from webpacs.core.attributes import STORED
 from webpacs.core.dicomjson import build_metadata
-from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans
+from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans, native_swap
+from webpacs.core.meaning import meaning
 from webpacs.core.query import normalize_date, normalize_datetime, normalize_time
 from webpacs.core.rawjson import uid_value
 from webpacs.core.uids import check_uid
@@ -235,20 +237,16 @@ def prepare(
             warnings.simplefilter("always")
             meta, bulk = build_metadata(ds, study, series, sop, threshold=bulk_threshold)
             frames, aligned = frame_spans(ds, stored, meta)
-            fmap = FrameMap(frames=frames, bulk=bulk_spans(bulk, stored), aligned=aligned)
+            swap = native_swap(ds)
+            fmap = FrameMap(frames, bulk_spans(bulk, stored), swap=swap, aligned=aligned)
+            digest = str(meaning(ds, ts, swap))  # "the same instance" (webpacs.duplicates)
         notes += [str(w.message) for w in caught]
     except InvalidRequest:
         raise
     except Exception as e:
         raise InvalidDicom(f"corrupt DICOM data set: {e}", **details) from e
-    if ts == ExplicitVRBigEndian and "PixelData" in ds:
-        bits = int(ds.get("BitsAllocated", 8) or 8)
-        if bits > 8:
-            fmap.swap = bits // 8
-        elif ds["PixelData"].VR == "OW":  # 8-bit samples in big-endian words
-            fmap.swap = 2
-    digest = hashlib.sha256(memoryview(stored)[part10.skip_meta(stored, 132) :]).hexdigest()
-    key = f"objects/{study}/{series}/{sop}.{digest[:20]}.dcm"
+    fmap.sha256 = hashlib.sha256(memoryview(stored)[part10.skip_meta(stored, 132) :]).hexdigest()
+    key = f"objects/{study}/{series}/{sop}.{fmap.sha256[:20]}.dcm"
     if not blobs.exists(key):
         blobs.put(key, stored)
     record = InstanceRecord(
@@ -290,8 +288,12 @@ def commit(
         else:
             garbage.append((rec.sop_uid, key))
 
-    outcome, other = index.put(rec, overwrite=overwrite)
+    outcome, other = duplicates.put(index, blobs, rec, overwrite=overwrite)
     details = {"sop_class_uid": rec.sop_class_uid, "sop_uid": rec.sop_uid}
+    if outcome is Outcome.DUPLICATE:
+        if other is not None and other.blob_key != rec.blob_key:
+            drop(rec.blob_key)  # the same data set in other bytes: the stored copy stays
+        log.info("instance %s is already stored (same data set): nothing written", rec.sop_uid)
     if outcome is Outcome.CONFLICT:
         if other is None or other.blob_key != rec.blob_key:
             drop(rec.blob_key)

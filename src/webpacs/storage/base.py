@@ -35,13 +35,22 @@ class InstanceRecord:
     transfer_syntax: str
     blob_key: str
     size: int
-    digest: str  # sha256 of the stored dataset (without file meta): "same content" test
+    # what the data set means (webpacs.core.meaning, "m1:..."): the "same content" test;
+    # records written before it hold the sha256 of the stored bytes (see object_digest)
+    digest: str
     attributes: dict[
         str, str
     ]  # keyword -> normalized match value for every STORED attribute present
     metadata: bytes  # DICOM JSON (orjson) with relative BulkDataURIs
     framemap: dict[str, Any]  # FrameMap.to_json()
     received: float = 0.0
+
+    @property
+    def object_digest(self) -> str:
+        """sha256 (hex) of the stored object's bytes after its File Meta Information: what
+        an integrity check verifies the blob against. Kept in the frame map; a record
+        written before it was has it as its ``digest``."""
+        return str(self.framemap.get("sha256") or self.digest)
 
 
 @dataclass
