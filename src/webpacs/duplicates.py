@@ -33,21 +33,30 @@ import warnings
 
 import pydicom
 
-from webpacs.core.framemap import native_swap
-from webpacs.core.meaning import Meaning, meaning
+from webpacs.core.dicomjson import build_metadata
+from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans, native_swap
+from webpacs.meaning import Meaning, meaning
 from webpacs.pixels.compare import same_pixels
 from webpacs.storage.base import Blobs, Index, InstanceRecord, Outcome
 
 log = logging.getLogger("webpacs.ingest")
 
+_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+#: Any threshold will do: inline and bulk binary values give the same meaning digest.
+_THRESHOLD = 1024
+
 
 def stored_meaning(data: bytes) -> Meaning:
-    """The meaning digest of a stored Part 10 object, computed from its bytes."""
+    """The meaning digest of a stored Part 10 object, computed from its bytes as ingest
+    computes it (the digest a record holds may come from an earlier version)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
-    ts = str(ds.file_meta.TransferSyntaxUID)
-    return meaning(ds, ts, native_swap(ds))
+        study, series, sop = (str(ds.get(k, "")) for k in _UIDS)
+        meta, bulk = build_metadata(ds, study, series, sop, threshold=_THRESHOLD)
+        frames, aligned = frame_spans(ds, data, meta)
+    fmap = FrameMap(frames, bulk_spans(bulk, data), swap=native_swap(ds), aligned=aligned)
+    return meaning(meta, data, fmap, str(ds.file_meta.TransferSyntaxUID))
 
 
 def same_instance(blobs: Blobs, stored: InstanceRecord, incoming: InstanceRecord) -> bool:
@@ -61,10 +70,10 @@ def same_instance(blobs: Blobs, stored: InstanceRecord, incoming: InstanceRecord
     new = Meaning.parse(incoming.digest)
     if new is None:
         return False
-    old = Meaning.parse(stored.digest)
     try:
-        if old is None:  # written before meaning digests (or by another version of them)
-            old = stored_meaning(blobs.get(stored.blob_key))
+        # recomputed: a record written before meaning digests holds the sha256 of its bytes,
+        # and one written by an earlier version of them may differ in form, not in meaning
+        old = stored_meaning(blobs.get(stored.blob_key))
         if old == new:
             return True
         if old.attributes != new.attributes or not (old.lossless and new.lossless):

@@ -35,7 +35,6 @@ from webpacs.core import part10
 from webpacs.core.attributes import STORED
 from webpacs.core.dicomjson import build_metadata
 from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans, native_swap
-from webpacs.core.meaning import meaning
 from webpacs.core.query import normalize_date, normalize_datetime, normalize_time
 from webpacs.core.rawjson import uid_value
 from webpacs.core.uids import check_uid
@@ -47,6 +46,7 @@ from webpacs.errors import (
     WebpacsError,
     WrongStudy,
 )
+from webpacs.meaning import meaning
 from webpacs.pixels.codecs import PixelDescription
 from webpacs.pixels.families import RECOMPRESS_TARGET, recompress_syntaxes
 from webpacs.pixels.transcode import recompress_instance
@@ -239,7 +239,7 @@ def prepare(
             frames, aligned = frame_spans(ds, stored, meta)
             swap = native_swap(ds)
             fmap = FrameMap(frames, bulk_spans(bulk, stored), swap=swap, aligned=aligned)
-            digest = str(meaning(ds, ts, swap))  # "the same instance" (webpacs.duplicates)
+            digest = str(meaning(meta, stored, fmap, ts))  # "the same instance" (duplicates)
         notes += [str(w.message) for w in caught]
     except InvalidRequest:
         raise
