@@ -113,7 +113,7 @@ class Meaning:
     @property
     def lossless(self) -> bool:
         """Whether the pixel data, decoded, is exactly what was encoded (or there is none)."""
-        return self.kind in (NATIVE, LOSSLESS)
+        return self.kind in (NATIVE, LOSSLESS, NO_PIXELS)
 
 
 def _swapped(data: bytes, width: int) -> bytes:
