@@ -11,8 +11,10 @@ numbers as numbers, sequences as lists of items whatever their lengths. On top o
   Trailing Padding (FFFC,FFFC) and, in the attribute part, the pixel data and how it is
   encoded (Photometric Interpretation, Planar Configuration, Extended Offset Table);
 - binary values (inline or bulk, which depends on a size threshold only) as the sha256 of
-  their little-endian bytes: OW/OL/OF/OD/OV swapped back when the data set is big endian;
-  UN values without their trailing padding.
+  their little-endian bytes: OW/OL/OF/OD/OV swapped back when the data set is big endian.
+
+A private element that one copy gives with its VR and the other as UN (implicit VR without a
+private dictionary entry) differs in form, and so counts as a difference.
 
 The pixel data is a separate part: its kind (native, lossless compressed, lossy compressed)
 and a hash of Photometric Interpretation, Planar Configuration and the bytes (native, little
@@ -163,9 +165,7 @@ class _Canonical:
             return [self.dataset(item, f"{path}/{i}/", False) for i, item in enumerate(items)]
         else:
             return value
-        if vr == "UN":  # a private value whose VR one copy knew and the other did not
-            data = data.rstrip(b" \0")
-        elif self.big_endian:
+        if self.big_endian:
             data = _swapped(data, _WORDS.get(vr, 0))
         return {"vr": vr, "sha256": hashlib.sha256(data).hexdigest()}
 
