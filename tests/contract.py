@@ -149,6 +149,24 @@ class IndexContract(ReferenceContract):
         rows = index.search(parse_qido(Level.STUDY, [("PatientName", "Changed^Name")])).rows
         assert len(rows) == 1
 
+    @pytest.mark.parametrize("overwrite", [False, True])
+    def test_same_data_set_in_other_syntaxes_is_duplicate(
+        self, index: Index, blobs: Blobs, overwrite: bool
+    ) -> None:
+        """Duplicates by meaning (webpacs.duplicates): another encoding of the stored data
+        set is a DUPLICATE that writes nothing, under either conflict policy."""
+        first = ingest(index, blobs, sample("MR_small.dcm"))
+        rec = index.get(first.sop_uid)
+        assert rec is not None
+        keys, changes = sorted(blobs.keys("objects/")), len(index.changes(0, 100_000))
+        for name in ("MR_small_bigendian.dcm", "MR_small_implicit.dcm", "MR_small_RLE.dcm"):
+            again = ingest(index, blobs, sample(name), overwrite=overwrite)
+            assert again.outcome is Outcome.DUPLICATE, name
+        assert sorted(blobs.keys("objects/")) == keys
+        assert len(index.changes(0, 100_000)) == changes
+        kept = index.get(first.sop_uid)
+        assert kept is not None and (kept.blob_key, kept.digest) == (rec.blob_key, rec.digest)
+
     @pytest.mark.parametrize("case", MATCHING_CASES, ids=[c.rule for c in MATCHING_CASES])
     def test_matching_table(self, index: Index, blobs: Blobs, case: MatchCase) -> None:
         ingest(index, blobs, make_instance(case.stored))

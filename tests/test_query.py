@@ -160,10 +160,10 @@ def test_max_limit_caps_and_defaults() -> None:
 
 INVALID = [
     # (level, params, substrings the message must contain)
-    (STUDY, [("limit", "-1")], ["limit", "non-negative"]),
+    (STUDY, [("limit", "-1")], ["limit", "whole number from 0"]),
     (STUDY, [("limit", "abc")], ["limit", "'abc'"]),
     (STUDY, [("limit", "")], ["limit"]),
-    (STUDY, [("offset", "-5")], ["offset", "non-negative"]),
+    (STUDY, [("offset", "-5")], ["offset", "whole number from 0"]),
     (STUDY, [("offset", "1.5")], ["offset"]),
     (STUDY, [("limit", "1"), ("limit", "2")], ["limit", "more than once"]),
     (STUDY, [("fuzzymatching", "yes")], ["fuzzymatching", "'yes'"]),

@@ -29,10 +29,11 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from webpacs import duplicates
 from webpacs.core import part10
 from webpacs.core.attributes import STORED
 from webpacs.core.dicomjson import build_metadata
-from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans
+from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans, native_swap
 from webpacs.core.query import normalize_date, normalize_datetime, normalize_time
 from webpacs.core.rawjson import uid_value
 from webpacs.core.references import Reference, extract
@@ -45,6 +46,7 @@ from webpacs.errors import (
     WebpacsError,
     WrongStudy,
 )
+from webpacs.meaning import meaning
 from webpacs.pixels.codecs import PixelDescription
 from webpacs.pixels.families import RECOMPRESS_TARGET, recompress_syntaxes
 from webpacs.pixels.transcode import recompress_instance
@@ -236,21 +238,17 @@ def prepare(
             warnings.simplefilter("always")
             meta, bulk = build_metadata(ds, study, series, sop, threshold=bulk_threshold)
             frames, aligned = frame_spans(ds, stored, meta)
-            fmap = FrameMap(frames=frames, bulk=bulk_spans(bulk, stored), aligned=aligned)
+            swap = native_swap(ds)
+            fmap = FrameMap(frames, bulk_spans(bulk, stored), swap=swap, aligned=aligned)
             refs = _references(ds, notes)
+            digest = str(meaning(meta, stored, fmap, ts))  # "the same instance" (duplicates)
         notes += [str(w.message) for w in caught]
     except InvalidRequest:
         raise
     except Exception as e:
         raise InvalidDicom(f"corrupt DICOM data set: {e}", **details) from e
-    if ts == ExplicitVRBigEndian and "PixelData" in ds:
-        bits = int(ds.get("BitsAllocated", 8) or 8)
-        if bits > 8:
-            fmap.swap = bits // 8
-        elif ds["PixelData"].VR == "OW":  # 8-bit samples in big-endian words
-            fmap.swap = 2
-    digest = objects.byte_digest(stored)
-    key = objects.object_key(study, series, sop, digest)
+    fmap.sha256 = objects.byte_digest(stored)  # the object's bytes (`webpacs check`)
+    key = objects.object_key(study, series, sop, fmap.sha256)
     # an object already there is touched (its age restarts), so that `webpacs check --repair`
     # never collects it as unreferenced before the commit below names it
     if not blobs.touch(key):
@@ -305,8 +303,12 @@ def commit(
         else:
             garbage.append((rec.sop_uid, key))
 
-    outcome, other = index.put(rec, overwrite=overwrite)
+    outcome, other = duplicates.put(index, blobs, rec, overwrite=overwrite)
     details = {"sop_class_uid": rec.sop_class_uid, "sop_uid": rec.sop_uid}
+    if outcome is Outcome.DUPLICATE:
+        if other is not None and other.blob_key != rec.blob_key:
+            drop(rec.blob_key)  # the same data set in other bytes: the stored copy stays
+        log.info("instance %s is already stored (same data set): nothing written", rec.sop_uid)
     if outcome is Outcome.CONFLICT:
         if other is None or other.blob_key != rec.blob_key:
             drop(rec.blob_key)

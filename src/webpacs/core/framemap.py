@@ -19,7 +19,8 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.encaps import generate_fragmented_frames
 
-from webpacs.errors import InvalidRequest, NotFound
+from webpacs.core import numbers
+from webpacs.errors import NotFound
 
 Span = tuple[int, int]
 
@@ -35,14 +36,18 @@ class FrameMap:
     bulk: dict[str, list[Span]] = field(default_factory=dict)
     swap: int = 0  # word size to byte-swap frames and OW bulk values with, 0 = none
     aligned: bool = True  # False when native frames do not start on byte boundaries (1-bit)
+    # sha256 (hex) of the stored bytes after the File Meta Information: what an integrity
+    # check verifies the object against ("" in maps written before it was kept)
+    sha256: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "frames": self.frames,
             "bulk": self.bulk,
             "swap": self.swap,
             "aligned": self.aligned,
         }
+        return out | {"sha256": self.sha256} if self.sha256 else out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FrameMap:
@@ -51,6 +56,7 @@ class FrameMap:
             bulk={k: [tuple(s) for s in v] for k, v in d["bulk"].items()},
             swap=d.get("swap", 0),
             aligned=d.get("aligned", True),
+            sha256=d.get("sha256", ""),
         )
 
 
@@ -86,6 +92,19 @@ def _image(meta: dict[str, Any]) -> tuple[int, int, int, int]:
     if not (rows and columns and bits):
         raise ValueError("pixel data without Rows, Columns or Bits Allocated")
     return int(rows), int(columns), int(_value(meta, "00280002") or 1), int(bits)
+
+
+def native_swap(ds: Dataset) -> int:
+    """The word size native pixel data read big endian is stored swapped with (0: none):
+    the sample size past 8 bits, or 2 for 8-bit samples in OW words (PS3.5 8.1.1)."""
+    if ds.original_encoding[1] is not False or "PixelData" not in ds:
+        return 0
+    if ds["PixelData"].is_undefined_length:
+        return 0
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    if bits > 8:
+        return bits // 8
+    return 2 if ds["PixelData"].VR == "OW" else 0
 
 
 def frame_spans(ds: Dataset, stored: bytes, meta: dict[str, Any]) -> tuple[list[list[Span]], bool]:
@@ -158,17 +177,13 @@ def bulk_spans(bulk: dict[str, DataElement], stored: bytes) -> dict[str, list[Sp
 
 def frame_numbers(text: str, count: int) -> list[int]:
     """The frame numbers of a ``frames/{list}`` path segment (``1,3,5``, PS3.18 10.4.1.1.4),
-    each checked against the instance's ``count`` frames. Numbers are ASCII digits, at most
-    nine of them (an InvalidRequest otherwise); one past the last frame is a NotFound."""
-    numbers = []
+    each checked against the instance's ``count`` frames. Numbers are read by
+    :func:`webpacs.core.numbers.whole` (an InvalidRequest otherwise; frames count from 1);
+    one past the last frame is a NotFound."""
+    found = []
     for item in text.split(","):
-        item = item.strip()
-        if not (item.isascii() and item.isdigit()) or len(item) > 9 or int(item) < 1:
-            raise InvalidRequest(
-                f"frame number {item[:20]!r} is not a positive integer (frames count from 1)"
-            )
-        n = int(item)
+        n = numbers.whole("frame number", item, low=1)
         if n > count:
             raise NotFound(f"frame {n} does not exist (the instance has {count} frame(s))")
-        numbers.append(n)
-    return numbers
+        found.append(n)
+    return found

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from webpacs.core import attributes
+from webpacs.core import attributes, numbers
 from webpacs.core.attributes import Attribute, Level
 from webpacs.core.research import LABELS_FIELD, ResearchKey, is_research_key, parse_research_key
 from webpacs.core.uids import check_uid
@@ -67,7 +67,6 @@ _DT_RE = re.compile(
     r"([0-9]{4})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})(?:([0-9]{2})"
     r"(?:([0-9]{2})(?:\.([0-9]{1,6}))?)?)?)?)?)?([+-][0-9]{4})?"
 )
-_INT_RE = re.compile(r"[+-]?[0-9]+")
 
 #: A value as stored: one value, several (a sequence, or a string joined by ``\\``), or none.
 StoredValue = str | int | float | Sequence[str | int | float] | None
@@ -285,16 +284,10 @@ def _condition(attr: Attribute, name: str, value: str, fuzzy: bool) -> Condition
     if vr in ("DA", "TM", "DT"):
         return _temporal_condition(attr, name, value.strip())
     if vr in INTEGER_VRS or vr in DECIMAL_VRS:
-        v = value.strip()
         if vr in INTEGER_VRS:
-            if not _INT_RE.fullmatch(v):
-                raise InvalidRequest(f"{name}: invalid integer {value!r}")
-            return Condition(attr, "single", (str(int(v)),))
-        try:
-            float(v)
-        except ValueError:
-            raise InvalidRequest(f"{name}: invalid number {value!r}") from None
-        return Condition(attr, "single", (v,))
+            return Condition(attr, "single", (str(numbers.vr_integer(name, vr, value)),))
+        numbers.decimal(name, value)
+        return Condition(attr, "single", (value.strip(),))
     if vr == "CS" and ("\\" in value or "," in value):
         items = tuple(_split_list(value))
         if any(not i or "*" in i or "?" in i for i in items):
@@ -307,12 +300,6 @@ def _condition(attr: Attribute, name: str, value: str, fuzzy: bool) -> Condition
     if wild:
         return Condition(attr, "wildcard", (value.strip(),), is_fuzzy)
     return Condition(attr, "single", (value.strip(),), is_fuzzy)
-
-
-def _non_negative(name: str, value: str) -> int:
-    if not re.fullmatch(r"[0-9]+", value.strip()):
-        raise InvalidRequest(f"{name}: expected a non-negative integer, got {value!r}")
-    return int(value)
 
 
 def parse_qido(
@@ -373,9 +360,9 @@ def parse_qido(
                         "(expected a keyword, an 8-digit hex tag or 'all')"
                     ) from None
         elif key == "limit":
-            limit = _non_negative(key, value)
+            limit = numbers.whole(key, value)
         elif key == "offset":
-            offset = _non_negative(key, value)
+            offset = numbers.whole(key, value)
         elif key == "fuzzymatching":
             if value.strip().lower() not in ("true", "false"):
                 raise InvalidRequest(f"fuzzymatching: expected 'true' or 'false', got {value!r}")

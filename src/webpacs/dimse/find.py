@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import Tag
@@ -92,6 +93,16 @@ def _lower(level: str) -> frozenset[int]:
     return frozenset(below[level])
 
 
+def _element(identifier: Dataset, tag: int) -> DataElement:
+    """An identifier element, its value read; one that cannot be read (an IS of 5,000
+    digits) is an invalid identifier that names it, not an internal error."""
+    try:
+        return identifier[tag]
+    except Exception as e:  # pydicom raises ValueError, OverflowError ... on such values
+        name = keyword_for_tag(tag) or f"{tag:08X}"
+        raise InvalidRequest(f"{name}: unreadable value ({type(e).__name__})") from None
+
+
 def build_query(identifier: Dataset, level: str) -> tuple[Query, list[DataElement], frozenset[int]]:
     """The ``Query`` for an identifier at ``level``, the requested keys, and those left empty.
 
@@ -102,8 +113,9 @@ def build_query(identifier: Dataset, level: str) -> tuple[Query, list[DataElemen
     keys: list[DataElement] = []
     lower = _lower(level)
     blank = set(lower)
-    for elem in identifier:
-        tag = int(elem.tag)
+    for key in sorted(identifier.keys()):  # tags only: values are read by _element
+        tag = int(key)
+        elem = _element(identifier, tag)
         if elem.tag.group in (0x0000, 0x0002) or tag in (_QR_LEVEL, _CHARSET):
             continue
         keys.append(elem)

@@ -74,11 +74,11 @@ def problem(blobs: Blobs, rec: InstanceRecord, *, full: bool, size: int | None) 
         return f"{len(data)} bytes, the index says {rec.size}"
     digest = byte_digest(data)
     key = parse_key(rec.blob_key)
-    if not (digest == rec.digest or (key is not None and digest.startswith(key.digest))):
+    if not (digest == rec.object_digest or (key is not None and digest.startswith(key.digest))):
         return f"its bytes changed (sha256 {digest[:20]}..., its key says {_expected(rec)}...)"
     return _identity(data, rec)
 
 
 def _expected(rec: InstanceRecord) -> str:
     key = parse_key(rec.blob_key)
-    return key.digest if key is not None else rec.digest[:20]
+    return key.digest if key is not None else rec.object_digest[:20]

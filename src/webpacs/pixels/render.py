@@ -28,6 +28,10 @@ PNG = "image/png"
 GIF = "image/gif"
 FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 DEFAULT_QUALITY = 90
+#: The largest image rendered (a viewport is scaled to fit within it): 64 megapixels, and
+#: no side longer than JPEG's 65,500.
+MAX_PIXELS = 2**26
+MAX_SIDE = 65_500
 
 
 @dataclass(frozen=True)
@@ -199,7 +203,10 @@ def _crop(img: Image.Image, region: Region) -> Image.Image:
         min(img.height, math.ceil(y + abs(h))),
     )
     if box[2] <= box[0] or box[3] <= box[1]:
-        raise InvalidRequest(f"the region {region} lies outside the {img.width}x{img.height} frame")
+        name = "region" if region.fraction else "viewport"  # WADO-URI's, or WADO-RS's
+        raise InvalidRequest(
+            f"{name}: the region {region} lies outside the {img.width}x{img.height} frame"
+        )
     img = img.crop(box)
     if w < 0:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -215,7 +222,13 @@ def fit(size: tuple[int, int], width: int | None, height: int | None) -> tuple[i
     if not scales:
         return size
     s = min(scales)
-    return max(1, round(w * s)), max(1, round(h * s))
+    out = max(1, round(w * s)), max(1, round(h * s))
+    if out[0] * out[1] > MAX_PIXELS or max(out) > MAX_SIDE:
+        raise InvalidRequest(
+            f"viewport (or rows and columns): a {out[0]}x{out[1]} image is more than this"
+            f" server renders ({MAX_PIXELS // 2**20} megapixels, {MAX_SIDE} pixels a side)"
+        )
+    return out
 
 
 def to_image(pixels: np.ndarray, rendering: Rendering) -> Image.Image:

@@ -36,7 +36,9 @@ class InstanceRecord:
     transfer_syntax: str
     blob_key: str
     size: int
-    digest: str  # sha256 of the stored dataset (without file meta): "same content" test
+    # what the data set means (webpacs.core.meaning, "m1:..."): the "same content" test;
+    # records written before it hold the sha256 of the stored bytes (see object_digest)
+    digest: str
     attributes: dict[
         str, str
     ]  # keyword -> normalized match value for every STORED attribute present
@@ -46,6 +48,13 @@ class InstanceRecord:
     #: the edges ingest extracted (``core.references``); records read back leave it empty
     #: (``Index.references`` answers)
     references: tuple[Reference, ...] = ()
+
+    @property
+    def object_digest(self) -> str:
+        """sha256 (hex) of the stored object's bytes after its File Meta Information: what
+        an integrity check verifies the blob against. Kept in the frame map; a record
+        written before it was has it as its ``digest``."""
+        return str(self.framemap.get("sha256") or self.digest)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from webpacs.core import numbers
 from webpacs.core.media import Representation, negotiate
 from webpacs.core.multipart import iter_multipart, multipart_content_type, new_boundary
 from webpacs.errors import InvalidRequest, NotFound, WebpacsError
@@ -49,29 +50,12 @@ def _numbers(name: str, text: str, count: tuple[int, ...]) -> list[str]:
     return items
 
 
-def _float(name: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidRequest(f"{name}: {text!r} is not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise InvalidRequest(f"{name}: {text!r} is not a finite number")
-    return value
-
-
-def _int(name: str, text: str, low: int, high: int | None = None) -> int:
-    if not text.strip().isdigit() or int(text) < low or (high is not None and int(text) > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InvalidRequest(f"{name}: {text!r} is not an integer {bound}")
-    return int(text)
-
-
 def make_window(name: str, center: str, width: str, function: str = "linear") -> rd.Window:
     """A window from text values; 400 naming ``name`` when one is wrong."""
     func = _FUNCTIONS.get(function.strip().lower())
     if func is None:
         raise InvalidRequest(f"{name}: function {function!r} is not one of {', '.join(_FUNCTIONS)}")
-    c, w = _float(name, center), _float(name, width)
+    c, w = numbers.decimal(name, center), numbers.decimal(name, width)
     if w < (1 if func == "LINEAR" else 0) or (func != "LINEAR" and w == 0):
         raise InvalidRequest(f"{name}: width {width} is too small for a {function} window")
     return rd.Window(c, w, func)
@@ -87,13 +71,13 @@ def parse_viewport(text: str) -> tuple[int | None, int | None, rd.Region | None]
     """``viewport=vw,vh[,sx,sy,sw,sh]``: the output box (either side may be empty) and the
     source region in pixels (a negative width or height flips)."""
     items = _numbers("viewport", text, (2, 6))
-    vw = _int("viewport", items[0], 1) if items[0] else None
-    vh = _int("viewport", items[1], 1) if items[1] else None
+    vw = numbers.whole("viewport", items[0], 1, rd.MAX_SIDE) if items[0] else None
+    vh = numbers.whole("viewport", items[1], 1, rd.MAX_SIDE) if items[1] else None
     if vw is None and vh is None:
         raise InvalidRequest(f"viewport={text!r}: give the width, the height or both")
     region = None
     if len(items) == 6:
-        sx, sy, sw, sh = (_float("viewport", t) for t in items[2:])
+        sx, sy, sw, sh = (numbers.decimal("viewport", t) for t in items[2:])
         if sw == 0 or sh == 0 or sx < 0 or sy < 0:
             raise InvalidRequest(f"viewport={text!r}: empty or negative source region")
         region = rd.Region(sx, sy, sw, sh)
@@ -104,7 +88,9 @@ def rendering_from_query(q: QueryParams, media_type: str) -> rd.Rendering:
     """The rendering a WADO-RS rendered or thumbnail request asks for."""
     window = parse_window(q["window"]) if q.get("window") else None
     vw, vh, region = parse_viewport(q["viewport"]) if q.get("viewport") else (None, None, None)
-    quality = _int("quality", q["quality"], 1, 100) if q.get("quality") else rd.DEFAULT_QUALITY
+    quality = (
+        numbers.whole("quality", q["quality"], 1, 100) if q.get("quality") else rd.DEFAULT_QUALITY
+    )
     return rd.Rendering(media_type, window, region, vw, vh, quality)
 
 
@@ -116,18 +102,20 @@ def rendering_from_wado_uri(q: QueryParams, media_type: str) -> rd.Rendering:
     if (center is None) != (width is None):
         raise InvalidRequest("windowCenter and windowWidth go together")
     window = make_window("windowCenter/windowWidth", center, width) if center and width else None
-    rows = _int("rows", q["rows"], 1) if q.get("rows") else None
-    columns = _int("columns", q["columns"], 1) if q.get("columns") else None
+    rows = numbers.whole("rows", q["rows"], 1, rd.MAX_SIDE) if q.get("rows") else None
+    columns = numbers.whole("columns", q["columns"], 1, rd.MAX_SIDE) if q.get("columns") else None
     region = None
     if q.get("region"):
-        x0, y0, x1, y1 = (_float("region", t) for t in _numbers("region", q["region"], (4,)))
+        x0, y0, x1, y1 = (
+            numbers.decimal("region", t) for t in _numbers("region", q["region"], (4,))
+        )
         if not 0 <= x0 < x1 <= 1 or not 0 <= y0 < y1 <= 1:
             raise InvalidRequest(
                 f"region={q['region']!r}: expected 0 <= xmin < xmax <= 1 (same for y)"
             )
         region = rd.Region(x0, y0, x1 - x0, y1 - y0, fraction=True)
     q_text = q.get("imageQuality")
-    quality = _int("imageQuality", q_text, 1, 100) if q_text else rd.DEFAULT_QUALITY
+    quality = numbers.whole("imageQuality", q_text, 1, 100) if q_text else rd.DEFAULT_QUALITY
     return rd.Rendering(media_type, window, region, columns, rows, quality)
 
 
@@ -246,7 +234,7 @@ async def group_rendered(request: Request) -> Response:
 async def wado_uri_rendered(request: Request, rec: InstanceRecord, media_type: str) -> Response:
     """WADO-URI with an image ``contentType``: one frame (``frameNumber``, default 1)."""
     q = request.query_params
-    number = _int("frameNumber", q["frameNumber"], 1) if q.get("frameNumber") else 1
+    number = numbers.whole("frameNumber", q["frameNumber"], 1) if q.get("frameNumber") else 1
     if frame_count(rec) == 0:
         raise NotFound(f"instance {rec.sop_uid} has no pixel data to render")
     r = rendering_from_wado_uri(q, media_type)

@@ -35,9 +35,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from webpacs.core import numbers
 from webpacs.core.media import DICOM_JSON
 from webpacs.core.multipart import iter_multipart, multipart_content_type, new_boundary
-from webpacs.errors import InvalidRequest, NotFound, WebpacsError
+from webpacs.errors import NotFound, WebpacsError
 from webpacs.static.tree import read_part
 from webpacs.web.common import accepts_gzip, path_uids
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
@@ -81,8 +82,8 @@ def _filtered(request: Request, kind: str, files: list[Path]) -> Response:
         for r in rows
         if all((r.get(t, {}).get("Value") or [None])[0] == v for t, v in wanted.items())
     ]
-    offset = int(params.get("offset", 0) or 0)
-    limit = int(params["limit"]) if params.get("limit") else None
+    offset = numbers.whole("offset", params["offset"]) if params.get("offset") else 0
+    limit = numbers.whole("limit", params["limit"]) if params.get("limit") else None
     rows = rows[offset : offset + limit if limit is not None else None]
     return Response(orjson.dumps(rows), media_type=JSON)
 
@@ -133,12 +134,10 @@ def create_static_app(root: str | Path) -> Starlette:
         if len(uids) != 3:
             raise _not_found("instance")
         fdir = base / f"studies/{uids[0]}/series/{uids[1]}/instances/{uids[2]}/frames"
-        numbers = request.path_params["frames"].split(",")
         files = []
-        for n in numbers:
-            if not n.strip().isdigit() or int(n) < 1:
-                raise InvalidRequest("frame numbers must be positive integers")
-            found = [p for p in (fdir / f"{int(n)}.mht", fdir / f"{int(n)}.mht.gz") if p.exists()]
+        for text in request.path_params["frames"].split(","):
+            n = numbers.whole("frame number", text, low=1)
+            found = [p for p in (fdir / f"{n}.mht", fdir / f"{n}.mht.gz") if p.exists()]
             if not found:
                 raise _not_found(f"frame {n}")
             files.append(found[0])
