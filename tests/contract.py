@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tests.conftest import data_file
-from tests.matching_table import BASE, MATCHING_CASES, MatchCase
+from tests.matching_table import BASE, EXTENSION_CASES, MATCHING_CASES, MatchCase, stored_value
 from webpacs.core.attributes import Level
 from webpacs.core.query import parse_qido
 from webpacs.errors import Conflict, NotFound
@@ -31,7 +31,7 @@ def make_instance(attrs: dict[str, Any], **override: Any) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # some rows store legacy forms on purpose
         for kw, value in {**BASE, **attrs, **override}.items():
-            setattr(ds, kw, value)
+            setattr(ds, kw, stored_value(value))
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -123,7 +123,11 @@ class IndexContract:
         rows = index.search(parse_qido(Level.STUDY, [("PatientName", "Changed^Name")])).rows
         assert len(rows) == 1
 
-    @pytest.mark.parametrize("case", MATCHING_CASES, ids=[c.rule for c in MATCHING_CASES])
+    @pytest.mark.parametrize(
+        "case",
+        MATCHING_CASES + EXTENSION_CASES,
+        ids=[c.rule for c in MATCHING_CASES + EXTENSION_CASES],
+    )
     def test_matching_table(self, index: Index, blobs: Blobs, case: MatchCase) -> None:
         ingest(index, blobs, make_instance(case.stored))
         for i, modality in enumerate(case.series_modalities):

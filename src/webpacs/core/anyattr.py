@@ -49,6 +49,9 @@ TOLERANCE = 1e-6
 #: Values of one attribute occurrence an index keeps (the first ones): ContourData or
 #: LUT-like lists are not worth a row per value.
 MAX_VALUES = 64
+#: Longer text values (an LT/UT paragraph) are not kept: no one matches on them, and an
+#: index entry has a size limit (PostgreSQL's B-tree: about 2,700 bytes).
+MAX_TEXT = 512
 _BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "OB or OW", "US or OW"})
 _NUM = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _NUM_RE = re.compile(_NUM)
@@ -185,8 +188,7 @@ def parse_path(key: str) -> AttrPath:
     vr = dictionary_VR(last)
     if vr == "SQ":
         raise InvalidRequest(
-            f"{key}: a sequence cannot be matched; name an attribute inside it"
-            f" ({key}.<keyword>)"
+            f"{key}: a sequence cannot be matched; name an attribute inside it ({key}.<keyword>)"
         )
     if vr in _BINARY_VRS:
         raise InvalidRequest(f"{key}: binary data ({vr}) cannot be matched")
@@ -281,7 +283,8 @@ def parse_value(path: AttrPath, name: str, value: str) -> PathMatch | None:
             " in a list)"
         )
     if path.numeric:
-        return PathMatch(path, (ValueTest("num", bounds=tuple(b for t in tests for b in t.bounds)),))
+        bounds = tuple(b for t in tests for b in t.bounds)
+        return PathMatch(path, (ValueTest("num", bounds=bounds),))
     if all(t.op == "in" for t in tests):
         return PathMatch(path, (ValueTest("in", tuple(t.texts[0] for t in tests)),))
     raise InvalidRequest(f"{name}: a list of ranges is not supported, got {value!r}")
@@ -330,7 +333,7 @@ def normalize(vr: str, value: object) -> Value | None:
             return None
         return number if math.isfinite(number) else None
     text = _text(vr, value)
-    return text or None
+    return text if text and len(text) <= MAX_TEXT else None
 
 
 def occurrences(meta: dict[str, Any]) -> Iterator[tuple[str, tuple[Value | None, ...]]]:

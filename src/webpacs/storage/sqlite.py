@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from webpacs.core.attributes import Level
 from webpacs.errors import StorageError
-from webpacs.storage import sqltables
+from webpacs.storage import sqlattrs, sqltables
 from webpacs.storage.base import InstanceRecord, Outcome
 from webpacs.storage.sqltables import Dialect, Tables, TablesReads
 
@@ -90,6 +90,7 @@ class SqliteIndex(TablesReads):
         self._all_lock = threading.Lock()
         with self._write_lock:
             self._conn().executescript(_schema())
+            sqlattrs.migrate_sqlite(self._conn(), TABLES.d)
 
     # -- connections -------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

@@ -23,7 +23,7 @@ import orjson
 from webpacs.core.attributes import STORED, Attribute, Level
 from webpacs.core.dicomjson import project
 from webpacs.core.query import Condition, Query
-from webpacs.storage import rows
+from webpacs.storage import rows, sqlattrs
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
 
 T = TypeVar("T")
@@ -184,6 +184,7 @@ class Tables:
         row |= {"metadata": rec.metadata, "framemap": orjson.dumps(rec.framemap),
                 "attributes": orjson.dumps(rec.attributes)}  # fmt: skip
         self._insert(db, "instances", row)
+        sqlattrs.add(self.d, db, rec.sop_uid, rec.series_uid, rec.study_uid, meta)
         for level in (Level.SERIES, Level.STUDY):
             uid = rec.series_uid if level is Level.SERIES else rec.study_uid
             fresh = rows.summary_of(level, rec.sop_uid, now, rec.attributes, meta)
@@ -251,6 +252,7 @@ class Tables:
 
     def _remove(self, db: Db, rec: InstanceRecord, *, log_change: bool) -> None:
         self._x(db, "DELETE FROM instances WHERE sop_uid = ?", (rec.sop_uid,))
+        sqlattrs.remove(self.d, db, rec.sop_uid)
         for level, uid in ((Level.SERIES, rec.series_uid), (Level.STUDY, rec.study_uid)):
             table, col = TABLE[level], UID_COL[level]
             row = self._x(db, f"SELECT rep_sop FROM {table} WHERE {col} = ?", (uid,)).fetchone()
@@ -396,6 +398,11 @@ class Tables:
             where.append(f"{'i' if level is Level.INSTANCE else 'se'}.series_uid = ?")
             args.append(query.series_uid)
         for cond in query.conditions:
+            if cond.path is not None:  # an extension key: the attribute-value tables
+                clause, cargs = sqlattrs.condition_sql(self.d, cond, level)
+                where.append(clause)
+                args += cargs
+                continue
             a = cond.attribute
             column = f"{ALIAS[a.level]}.{a.column}"
             if a.keyword in _OWN_UIDS:

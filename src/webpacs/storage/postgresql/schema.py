@@ -14,16 +14,21 @@ release). Never a silent misread.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from webpacs.core.attributes import Level
 from webpacs.errors import ConfigError
+from webpacs.storage import sqlattrs
 from webpacs.storage.sqltables import cols
 
 #: Bump when a table changes, and add the step from the previous version to MIGRATIONS.
-SCHEMA_VERSION = 1
-#: version -> SQL that brings a schema at that version to the next one.
-MIGRATIONS: dict[int, str] = {}
+SCHEMA_VERSION = 2
+#: version -> SQL (or a function of the connection) that brings a schema at that version
+#: to the next one.
+MIGRATIONS: dict[int, str | Callable[[Any], None]] = {
+    1: sqlattrs.migrate_postgresql,  # the attribute-value tables (any attribute as a key)
+}
 #: ``pg_advisory_xact_lock`` keys: schema changes, and the change feed's commit order.
 SCHEMA_LOCK = 0x7765_6270_0001
 CHANGES_LOCK = 0x7765_6270_0002
@@ -76,6 +81,7 @@ def ddl() -> str:
     CREATE INDEX series_modality ON series(modality);
     CREATE INDEX conflicts_study ON conflicts(study_uid);
     INSERT INTO webpacs_schema (version) VALUES ({SCHEMA_VERSION});
+    {sqlattrs.POSTGRESQL_DDL}
     """
 
 
@@ -103,7 +109,8 @@ def ensure(conn: Any) -> int:
                 " wrote it, or upgrade this node"
             )
         for version in range(found, SCHEMA_VERSION):
-            conn.execute(MIGRATIONS[version])
+            step = MIGRATIONS[version]
+            step(conn) if callable(step) else conn.execute(step)
         if found < SCHEMA_VERSION:
             conn.execute("UPDATE webpacs_schema SET version = %s", (SCHEMA_VERSION,))
         return int(found)
