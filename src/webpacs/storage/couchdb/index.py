@@ -34,7 +34,7 @@ from webpacs.core.query import Query
 from webpacs.errors import StorageError
 from webpacs.storage import rows
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
-from webpacs.storage.couchdb import design
+from webpacs.storage.couchdb import attrs, design
 from webpacs.storage.couchdb.http import CouchClient
 from webpacs.storage.couchdb.search import Searcher
 
@@ -113,6 +113,8 @@ class CouchIndex:
         c.call("PUT", "", ok=(201, 202, 412))
         status, current = c.call("GET", c.doc_path(design.DESIGN_ID), ok=(200, 404))
         if status == 404 or current.get("version") != design.DESIGN_VERSION:
+            if status == 200 and attrs.backfill(c):  # written before instances had ``x``
+                log.info("CouchDB instance documents given their attribute values")
             doc = design.design_document()
             if status == 200:
                 doc["_rev"] = current["_rev"]
@@ -179,6 +181,7 @@ class CouchIndex:
             "k": design.sort_key(Level.INSTANCE, rec.attributes, uids),
             "vh": _vh(rec.sop_uid, rec.digest),
             "t": time.time(),
+            "x": attrs.doc_field(meta),
         }
 
     # -- writes ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from webpacs.core.query import Condition, Query, matches
 from webpacs.errors import InvalidRequest, NotImplementedFeature
 from webpacs.storage import rows
 from webpacs.storage.base import SearchResult
-from webpacs.storage.couchdb import design
+from webpacs.storage.couchdb import attrs, design
 from webpacs.storage.couchdb.http import CouchClient
 
 _BATCH = 2000
@@ -175,7 +175,16 @@ class Searcher:
         if query.series_uid is not None and level is not Level.STUDY:
             parts.append({"series": query.series_uid})
         native = len(parts) > 1 or not query.conditions
+        extension: set[str] | None = None  # ids the extension keys match (the ``attrs`` view)
         for cond in query.conditions:
+            if cond.path is not None:
+                found = attrs.matching_ids(
+                    self.client, self.find_all, cond.path, level,
+                    allow_scan=self.allow_scan, limit=MAX_MATCHES,
+                )  # fmt: skip
+                extension = found if extension is None else extension & found
+                native = True
+                continue
             if cond.attribute.keyword == "ModalitiesInStudy":
                 parts.append({"study": {"$in": sorted(self._studies_with_modality(cond))}})
                 native = True
@@ -186,6 +195,8 @@ class Searcher:
                 native = True
             parts.append(design.selector_for(cond))
             native = native or design.indexable(cond, level)
+        if extension is not None:
+            parts.append({"_id": {"$in": sorted(extension)}})
         if not native and not self.allow_scan:
             names = sorted(design.keyword_of(f) for f in design.INDEXED[level])
             raise NotImplementedFeature(
