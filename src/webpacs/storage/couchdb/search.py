@@ -178,11 +178,11 @@ class Searcher:
         extension: set[str] | None = None  # ids the extension keys match (the ``attrs`` view)
         for cond in query.conditions:
             if cond.path is not None:
-                found = attrs.matching_ids(
+                matched = attrs.matching_ids(
                     self.client, self.find_all, cond.path, level,
                     allow_scan=self.allow_scan, limit=MAX_MATCHES,
                 )  # fmt: skip
-                extension = found if extension is None else extension & found
+                extension = matched if extension is None else extension & matched
                 native = True
                 continue
             if cond.attribute.keyword == "ModalitiesInStudy":
