@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tests.conftest import data_file
+from tests.contract_anyattr import AnyAttributeContract
 from tests.matching_table import BASE, EXTENSION_CASES, MATCHING_CASES, MatchCase, stored_value
 from webpacs.core.attributes import Level
 from webpacs.core.query import parse_qido
@@ -94,7 +95,7 @@ class BlobsContract:
         assert blobs.get("same") in payloads
 
 
-class IndexContract:
+class IndexContract(AnyAttributeContract):
     """What every ``Index`` backend must do (with any ``Blobs``)."""
 
     def test_put_get_duplicate_conflict(self, index: Index, blobs: Blobs) -> None:

@@ -263,13 +263,14 @@ def owners_sql(d: Dialect, m: PathMatch) -> tuple[str, list[Any]]:
     return sql, jargs + cargs
 
 
-def condition_sql(d: Dialect, cond: Condition, level: Level) -> tuple[str, list[Any]]:
-    """The ``WHERE`` term of an extension condition for a query at ``level``: the row's
-    instance matches, or (series, study) one of its instances does."""
-    assert cond.path is not None
-    inner, args = owners_sql(d, cond.path)
+def conditions_sql(d: Dialect, conds: list[Condition], level: Level) -> tuple[str, list[Any]]:
+    """The ``WHERE`` term of a query's extension conditions at ``level``: the row's
+    instance matches them all, or (series, study) one of its instances does."""
+    terms, args = [], []
+    for cond in conds:
+        assert cond.path is not None
+        inner, inner_args = owners_sql(d, cond.path)
+        terms.append(f"o.id IN ({inner})")
+        args += inner_args
     column, owned = _OWN[level]
-    return (
-        f"{column} IN (SELECT o.{owned} FROM attr_owners o WHERE o.id IN ({inner}))",
-        args,
-    )
+    return f"{column} IN (SELECT o.{owned} FROM attr_owners o WHERE {' AND '.join(terms)})", args

@@ -397,11 +397,13 @@ class Tables:
         if query.series_uid is not None:
             where.append(f"{'i' if level is Level.INSTANCE else 'se'}.series_uid = ?")
             args.append(query.series_uid)
+        extension = [c for c in query.conditions if c.path is not None]
+        if extension:  # extension keys: the attribute-value tables (one instance for all)
+            clause, cargs = sqlattrs.conditions_sql(self.d, extension, level)
+            where.append(clause)
+            args += cargs
         for cond in query.conditions:
-            if cond.path is not None:  # an extension key: the attribute-value tables
-                clause, cargs = sqlattrs.condition_sql(self.d, cond, level)
-                where.append(clause)
-                args += cargs
+            if cond.path is not None:
                 continue
             a = cond.attribute
             column = f"{ALIAS[a.level]}.{a.column}"

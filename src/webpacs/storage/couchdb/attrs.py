@@ -102,11 +102,21 @@ def matching_instances(
 
 
 def matching_ids(
-    client: CouchClient, find_all: Any, m: PathMatch, level: Level, *, allow_scan: bool, limit: int
+    client: CouchClient,
+    find_all: Any,
+    matches: list[PathMatch],
+    level: Level,
+    *,
+    allow_scan: bool,
+    limit: int,
 ) -> set[str]:
-    """The ids of the documents of ``level`` that ``m`` matches: the instances, or the
-    summaries of their series or studies."""
-    sops = sorted(matching_instances(client, m, allow_scan=allow_scan, limit=limit))
+    """The ids of the documents of ``level`` whose instance (or one of whose instances)
+    satisfies every one of ``matches``: instances, or series or study summaries."""
+    found: set[str] | None = None
+    for m in matches:
+        hits = matching_instances(client, m, allow_scan=allow_scan, limit=limit)
+        found = hits if found is None else found & hits
+    sops = sorted(found or set())
     if level is Level.INSTANCE:
         return set(sops)
     field = "series" if level is Level.SERIES else "study"

@@ -175,15 +175,16 @@ class Searcher:
         if query.series_uid is not None and level is not Level.STUDY:
             parts.append({"series": query.series_uid})
         native = len(parts) > 1 or not query.conditions
-        extension: set[str] | None = None  # ids the extension keys match (the ``attrs`` view)
+        extension = [c.path for c in query.conditions if c.path is not None]
+        if extension:  # extension keys: the ``attrs`` view (one instance for all)
+            matched = attrs.matching_ids(
+                self.client, self.find_all, extension, level,
+                allow_scan=self.allow_scan, limit=MAX_MATCHES,
+            )  # fmt: skip
+            parts.append({"_id": {"$in": sorted(matched)}})
+            native = True
         for cond in query.conditions:
             if cond.path is not None:
-                matched = attrs.matching_ids(
-                    self.client, self.find_all, cond.path, level,
-                    allow_scan=self.allow_scan, limit=MAX_MATCHES,
-                )  # fmt: skip
-                extension = matched if extension is None else extension & matched
-                native = True
                 continue
             if cond.attribute.keyword == "ModalitiesInStudy":
                 parts.append({"study": {"$in": sorted(self._studies_with_modality(cond))}})
@@ -195,8 +196,6 @@ class Searcher:
                 native = True
             parts.append(design.selector_for(cond))
             native = native or design.indexable(cond, level)
-        if extension is not None:
-            parts.append({"_id": {"$in": sorted(extension)}})
         if not native and not self.allow_scan:
             names = sorted(design.keyword_of(f) for f in design.INDEXED[level])
             raise NotImplementedFeature(
