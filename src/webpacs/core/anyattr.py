@@ -321,18 +321,28 @@ def _text(vr: str, value: object) -> str:
     return s
 
 
+def _stored_number(value: object) -> float | None:
+    if type(value) is float or type(value) is int:
+        number = float(value)
+    else:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            return None
+    return number if number - number == 0 else None  # finite (inf - inf and nan are nan)
+
+
 def normalize(vr: str, value: object) -> Value | None:
     """One stored value as the index keeps it: a float for numeric VRs, normalized text
     for dates and times, the text otherwise; None for an empty or unreadable value."""
     if value is None:
         return None
     if vr in NUMERIC_VRS:
-        try:
-            number = float(str(value).strip())
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    text = _text(vr, value)
+        return _stored_number(value)
+    if type(value) is str and vr not in _TEMPORAL:
+        text = value
+    else:
+        text = _text(vr, value)
     return text if text and len(text) <= MAX_TEXT else None
 
 
@@ -345,36 +355,43 @@ def occurrences(meta: dict[str, Any]) -> Iterator[tuple[str, tuple[Value | None,
     while stack:
         prefix, ds = stack.pop()
         for tag, elem in ds.items():
-            if tag[3] in "13579BDF" or tag.endswith("0000"):  # private, group length
+            if tag[3] in "13579BDFbdf" or tag[4:] == "0000":  # private, group length
                 continue
-            vr = elem.get("vr", "")
             items = elem.get("Value")
             if not items:
                 continue
-            key = prefix + tag
+            vr = elem.get("vr", "")
+            key = prefix + tag if prefix else tag
             if vr == "SQ":
                 stack.extend((key + ".", item) for item in items if isinstance(item, dict))
                 continue
             if vr in _BINARY_VRS:
                 continue
-            values = tuple(normalize(vr, v) for v in items[:MAX_VALUES])
-            if all(v is None for v in values) or (key, values) in seen:
-                continue
-            seen.add((key, values))
-            yield key, values
+            values: tuple[Value | None, ...]
+            if vr in NUMERIC_VRS:
+                values = tuple([_stored_number(v) for v in items[:MAX_VALUES]])
+            else:
+                values = tuple([normalize(vr, v) for v in items[:MAX_VALUES]])
+            if prefix:  # only paths into sequences repeat
+                if (key, values) in seen:
+                    continue
+                seen.add((key, values))
+            if any(v is not None for v in values):
+                yield key, values
 
 
 def entries(meta: dict[str, Any]) -> list[Entry]:
     """The index entries of a DICOM JSON data set: one per non-empty value."""
     out: list[Entry] = []
+    append = out.append
     for occ, (key, values) in enumerate(occurrences(meta)):
         for pos, v in enumerate(values):
             if v is None:
                 continue
-            if isinstance(v, float):
-                out.append((key, occ, pos, v, None))
+            if type(v) is float:
+                append((key, occ, pos, v, None))
             else:
-                out.append((key, occ, pos, None, v))
+                append((key, occ, pos, None, v))  # type: ignore[arg-type]
     return out
 
 
