@@ -394,7 +394,8 @@ def parse_qido(
 
             attr, path = anyattr.condition(key, value)
             ident: int | str = path.path.key if path else anyattr.parse_path(key).key
-            includefields.add(anyattr.includefield_tag(key))
+            if level is Level.INSTANCE:  # a series or study row is not the instance matched
+                includefields.add(anyattr.includefield_tag(key))
         else:
             attr, path, ident = found, None, found.tag
             includefields.add(attr.tag)
@@ -529,6 +530,12 @@ def include_extra(query: Query, meta: dict[str, Any]) -> dict[str, Any]:
         lower = {a.tag for a in attributes.STORED[Level.INSTANCE]}
     computed = {a.tag for a in attributes.COMPUTED[query.level]}
     picked: dict[str, Any] = {}
+    if not query.include_all:  # a few tags: look them up rather than walk the data set
+        for tag in query.includefields:
+            key = f"{tag:08X}"
+            if tag not in computed and key in meta:
+                picked[key] = meta[key]
+        return picked
     for key, value in meta.items():
         tag = int(key, 16)
         if tag in computed:
