@@ -339,10 +339,7 @@ def normalize(vr: str, value: object) -> Value | None:
         return None
     if vr in NUMERIC_VRS:
         return _stored_number(value)
-    if type(value) is str and vr not in _TEMPORAL:
-        text = value
-    else:
-        text = _text(vr, value)
+    text = value if type(value) is str and vr not in _TEMPORAL else _text(vr, value)
     return text if text and len(text) <= MAX_TEXT else None
 
 
