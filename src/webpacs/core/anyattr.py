@@ -299,11 +299,6 @@ def condition(key: str, value: str) -> tuple[Attribute, PathMatch | None]:
     )
 
 
-def includefield_tag(key: str) -> int:
-    """The top-level tag an extension key's results carry (PS3.18 10.6.3.3)."""
-    return parse_path(key).tags[0]
-
-
 # --------------------------------------------------------------------------- index entries
 
 

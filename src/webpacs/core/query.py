@@ -393,9 +393,9 @@ def parse_qido(
             from webpacs.core import anyattr
 
             attr, path = anyattr.condition(key, value)
+            # not returned unless asked (includefield): a series or study row is not the
+            # instance matched, and an instance's would cost a read of its metadata
             ident: int | str = path.path.key if path else anyattr.parse_path(key).key
-            if level is Level.INSTANCE:  # a series or study row is not the instance matched
-                includefields.add(anyattr.includefield_tag(key))
         else:
             attr, path, ident = found, None, found.tag
             includefields.add(attr.tag)
