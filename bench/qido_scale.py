@@ -221,12 +221,12 @@ def queries(studies: int, n: int) -> list[Workload]:
         bucket = ("SliceThickness", f"{t - 0.004:.3f}-{t + 0.004:.3f}")
         cohort.append([bucket, ("limit", "100")])
         ps = synthetic.spacing(st)
-        studies_by.append([("PixelSpacing", f"{ps}\\{ps}"), bucket, ("limit", "100")])
+        studies_by.append([bucket, ("PixelSpacing", f"{ps}\\{ps}"), ("limit", "100")])
     return [
         ("studies by PatientID", Level.STUDY, by_pid),
         ("studies by date range (limit 100)", Level.STUDY, by_date),
         ("instances by SliceThickness range (limit 100)", Level.INSTANCE, cohort),
-        ("studies by PixelSpacing + SliceThickness", Level.STUDY, studies_by),
+        ("studies by SliceThickness + PixelSpacing", Level.STUDY, studies_by),
     ]
 
 

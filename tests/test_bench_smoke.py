@@ -214,7 +214,7 @@ def test_qido_scale_script() -> None:
         "studies by PatientID",
         "studies by date range (limit 100)",
         "instances by SliceThickness range (limit 100)",
-        "studies by PixelSpacing + SliceThickness",
+        "studies by SliceThickness + PixelSpacing",
     ]
     timed = [r for r in rows if "p50_ms" in r]
     assert [(r["workload"], r["where"]) for r in timed] == [

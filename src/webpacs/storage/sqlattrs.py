@@ -234,14 +234,18 @@ def _path_sql(m: PathMatch, a: str) -> tuple[str, list[Any]]:
     )
 
 
-def owners_sql(d: Dialect, m: PathMatch) -> tuple[str, list[Any]]:
-    """A ``SELECT`` of the owners (``attr_owners.id``) of the instances ``m`` matches."""
+def owners_sql(d: Dialect, m: PathMatch, owner: str | None = None) -> tuple[str, list[Any]]:
+    """A ``SELECT`` of the owners (``attr_owners.id``) of the instances ``m`` matches; with
+    ``owner`` (an outer column), only that owner's values are read (a key lookup)."""
     where, args = _path_sql(m, "v0")
+    if owner is not None:
+        where = f"v0.owner = {owner} AND {where}"
     if not m.positional:
         value, vargs = _value_sql(d, "v0", m.tests[0])
         return f"SELECT v0.owner FROM attr_values v0 WHERE {where} AND {value}", args + vargs
     tests = [(i, t) for i, t in enumerate(m.tests) if t.op != "any"]
-    joins, jargs = [], []
+    joins: list[str] = []
+    jargs: list[Any] = []
     conds, cargs = [where, "v0.pos = ?"], [*args, tests[0][0]]
     for k, (i, t) in enumerate(tests):
         a = f"v{k}"
@@ -265,12 +269,15 @@ def owners_sql(d: Dialect, m: PathMatch) -> tuple[str, list[Any]]:
 
 def conditions_sql(d: Dialect, conds: list[Condition], level: Level) -> tuple[str, list[Any]]:
     """The ``WHERE`` term of a query's extension conditions at ``level``: the row's
-    instance matches them all, or (series, study) one of its instances does."""
+    instance matches them all, or (series, study) one of its instances does.
+
+    The first key's index range finds the candidates; each further key is a lookup in
+    the candidate's own values (so the most selective key should come first)."""
     terms, args = [], []
-    for cond in conds:
+    for i, cond in enumerate(conds):
         assert cond.path is not None
-        inner, inner_args = owners_sql(d, cond.path)
-        terms.append(f"o.id IN ({inner})")
+        inner, inner_args = owners_sql(d, cond.path, None if i == 0 else "o.id")
+        terms.append(f"o.id IN ({inner})" if i == 0 else f"EXISTS ({inner})")
         args += inner_args
     column, owned = _OWN[level]
     return f"{column} IN (SELECT o.{owned} FROM attr_owners o WHERE {' AND '.join(terms)})", args
