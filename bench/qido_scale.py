@@ -1,15 +1,27 @@
-"""QIDO at scale: study searches over an index of N synthetic instances.
+"""QIDO at scale: searches over an index of N synthetic instances, and the index's size.
 
     python bench/qido_scale.py [--instances 1000000] [--queries 200] [--http]
         [--index sqlite|postgresql]
 
-Builds an index of ``N`` synthetic instance rows (studies of 50 instances in 4 series,
-one study per patient) directly with SQL -- ingesting a million Part 10 objects would
-take hours and measure ingest, not search -- then times study searches by PatientID and
-by a one-month StudyDate range (``limit=100``, a worklist page) through the index's
-``search`` in process and, with ``--http``, over HTTP against ``webpacs serve`` started
-on the same index. The index is the embedded SQLite one, or (``--index postgresql``) a
-PostgreSQL started for the run (``bench/postgres.py``), filled with ``COPY``.
+Builds an index of ``N`` synthetic instances (studies of 50 instances in 4 series, one
+study per patient) directly with SQL -- ingesting a million Part 10 objects would take
+hours and measure ingest, not search. Each instance is pydicom's ``CT_small.dcm`` as
+ingest stores it, re-stamped with its own UIDs, patient, date, modality, slice thickness
+and pixel spacing (``bench/synthetic.py``): its level projections, stored metadata and
+attribute-value rows (the extension keys' index, ``storage/sqlattrs.py``) are what
+ingest would write. Then it times, through the index's ``search`` in process and, with
+``--http``, over HTTP against ``webpacs serve`` on the same index:
+
+* studies by PatientID, and by a one-month StudyDate range (``limit=100``);
+* a cohort on a non-standard numeric attribute: instances by a SliceThickness range of
+  one of 1,000 thickness values (about 0.1 % of the instances, ``limit=100``), and
+  studies by PixelSpacing and a SliceThickness range;
+* by reference (``webpacsReferences``), when this tree has that key (else the row says
+  it needs it),
+
+and reports the index's size with and without the attribute-value tables. The index is
+the embedded SQLite one, or (``--index postgresql``) a PostgreSQL started for the run
+(``bench/postgres.py``), filled with ``COPY``.
 """
 
 from __future__ import annotations
@@ -35,28 +47,35 @@ if __package__ in (None, ""):
 import httpx
 import orjson
 
-from bench import postgres
+from bench import postgres, synthetic
 from webpacs.core.attributes import Level
 from webpacs.core.query import parse_qido
+from webpacs.errors import InvalidRequest
 from webpacs.storage.base import Index
 from webpacs.storage.sqlite import SqliteIndex
 
 PER_STUDY, SERIES_PER_STUDY = 50, 4
 ROOT = "1.2.826.0.1.3680043.8.498.9"
 Params = list[tuple[str, str]]
-
-
 Rows = list[tuple[Any, ...]]
-Sink = Callable[[Rows, Rows, Rows], None]
+#: studies, series, instances, attr_owners, attr_values rows
+Batch = tuple[Rows, Rows, Rows, Rows, Rows]
+Sink = Callable[[Batch], None]
+ATTR_TABLES = ("attr_owners", "attr_paths", "attr_values")
 
 
 def build(path: Path, instances: int) -> int:
-    """Write ``instances`` synthetic rows into a new index at ``path``; returns the studies."""
+    """Write ``instances`` synthetic instances into a new index at ``path``; returns the
+    studies."""
     SqliteIndex(path).close()  # creates the schema
     db = sqlite3.connect(path)
     db.execute("PRAGMA synchronous=OFF")
-    studies = generate(instances, lambda st, se, i: _flush(db, st, se, i))
+    db.execute("PRAGMA cache_size=-1000000")  # 1 GB: the value indexes grow in random order
+    template = synthetic.Template()
+    _paths(db, template, "?")
+    studies = generate(instances, template, lambda b: _flush(db, b))
     db.execute("ANALYZE")
+    db.commit()
     db.close()
     return studies
 
@@ -68,97 +87,162 @@ def build_postgresql(url: str, instances: int) -> int:
     from webpacs.storage.postgresql import PgIndex
 
     PgIndex(url).close()  # creates the schema
+    template = synthetic.Template()
     with psycopg.connect(url) as conn:
+        _paths(conn, template, "%s")
 
-        def copy(st: Rows, se: Rows, inst: Rows) -> None:
-            for table, columns, rows in (("studies", _ST, st), ("series", _SE, se),
-                                         ("instances", _IN, inst)):  # fmt: skip
+        def copy(batch: Batch) -> None:
+            for table, columns, rows in zip(_TABLES, _COLUMNS, batch, strict=True):
                 with conn.cursor().copy(f"COPY {table} ({columns}) FROM STDIN") as cp:
                     for r in rows:
                         cp.write_row(r)
             conn.commit()
 
-        studies = generate(instances, copy)
+        studies = generate(instances, template, copy)
+        conn.execute("SELECT setval('attr_owners_id_seq', (SELECT max(id) FROM attr_owners))")
         conn.execute("ANALYZE")
         conn.commit()
     return studies
 
 
-def generate(instances: int, sink: Sink) -> int:
+def _paths(db: Any, template: synthetic.Template, mark: str) -> None:
+    from webpacs.storage.sqlattrs import path_id
+
+    for key in template.nested:
+        db.execute(
+            f"INSERT INTO attr_paths (path, id) VALUES ({mark}, {mark})", (key, path_id(key))
+        )
+    db.commit()
+
+
+def generate(instances: int, template: synthetic.Template, sink: Sink) -> int:
     """Hand the synthetic rows to ``sink`` in batches; returns the number of studies."""
     studies = max(1, instances // PER_STUDY)
     per_series = PER_STUDY // SERIES_PER_STUDY
-    st_rows: list[tuple[Any, ...]] = []
-    se_rows: list[tuple[Any, ...]] = []
-    in_rows: list[tuple[Any, ...]] = []
+    batch: Batch = ([], [], [], [], [])
+    owner = 0
     for s in range(studies):
         study = f"{ROOT}.{s}"
         date = f"{2000 + s % 25}{1 + s % 12:02d}{1 + s % 28:02d}"
-        pid = f"PID{s:07d}"
-        st_json = orjson.dumps(
-            {
-                "0020000D": {"vr": "UI", "Value": [study]},
-                "00100020": {"vr": "LO", "Value": [pid]},
-                "00100010": {"vr": "PN", "Value": [{"Alphabetic": f"Patient^{s:07d}"}]},
-                "00080020": {"vr": "DA", "Value": [date]},
-            }
-        )
-        st_rows.append(
-            (study, pid, f"Patient^{s:07d}", date, "120000.000000", st_json, f"{study}.1.1",
-             float(s), SERIES_PER_STUDY, PER_STUDY, "CT,MR")
-        )  # fmt: skip
+        pid, name = f"PID{s:07d}", f"Patient^{s:07d}"
         for x in range(SERIES_PER_STUDY):
             series = f"{study}.{x + 1}"
-            se_json = orjson.dumps({"0020000E": {"vr": "UI", "Value": [series]}})
-            se_rows.append(
-                (series, study, "CT" if x % 2 == 0 else "MR", str(x + 1), se_json,
-                 f"{series}.1", float(s), per_series, s)
-            )  # fmt: skip
+            modality = "CT" if x % 2 == 0 else "MR"
             for i in range(per_series):
                 sop = f"{series}.{i + 1}"
-                in_rows.append(
-                    (sop, series, study, "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1",
-                     f"objects/{sop}", 0, "0", float(s), str(i + 1), b"{}", b"{}", b"{}", b"{}")
+                inst = template.instance(
+                    study, series, sop, pid=pid, name=name, date=date, modality=modality,
+                    number=i + 1, series_index=s * SERIES_PER_STUDY + x, study_index=s,
                 )  # fmt: skip
-        if len(in_rows) >= 200_000 or s == studies - 1:
-            sink(st_rows, se_rows, in_rows)
-            st_rows, se_rows, in_rows = [], [], []
+                if x == 0 and i == 0:
+                    batch[0].append(
+                        (study, pid, name, date, "120000.000000", inst.study_json, sop, float(s),
+                         SERIES_PER_STUDY, PER_STUDY, "CT,MR")
+                    )  # fmt: skip
+                if i == 0:
+                    batch[1].append(
+                        (series, study, modality, str(x + 1), inst.series_json, sop, float(s),
+                         per_series, s)
+                    )  # fmt: skip
+                batch[2].append(
+                    (sop, series, study, "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1",
+                     f"objects/{sop}", 0, "0", float(s), str(i + 1), inst.instance_json,
+                     inst.metadata, b"{}", b"{}")
+                )  # fmt: skip
+                owner += 1
+                batch[3].append((owner, sop, series, study))
+                batch[4].extend((owner, *v) for v in inst.values)
+        if len(batch[2]) >= 20_000 or s == studies - 1:
+            sink(batch)
+            batch = ([], [], [], [], [])
     return studies
 
 
-_ST = (
+_TABLES = ("studies", "series", "instances", "attr_owners", "attr_values")
+_COLUMNS = (
     "study_uid, patientid, patientname, studydate, studytime, json, rep_sop, latest,"
-    " num_series, num_instances, modalities"
-)
-_SE = "series_uid, study_uid, modality, seriesnumber, json, rep_sop, latest, num_instances, version"
-_IN = (
+    " num_series, num_instances, modalities",
+    "series_uid, study_uid, modality, seriesnumber, json, rep_sop, latest, num_instances, version",
     "sop_uid, series_uid, study_uid, sop_class_uid, transfer_syntax, blob_key, size, digest,"
-    " received, instancenumber, json, metadata, framemap, attributes"
+    " received, instancenumber, json, metadata, framemap, attributes",
+    "id, sop_uid, series_uid, study_uid",
+    "owner, path, occ, pos, num, txt",
 )
 
 
-def _flush(
-    db: sqlite3.Connection,
-    studies: list[tuple[Any, ...]],
-    series: list[tuple[Any, ...]],
-    instances: list[tuple[Any, ...]],
-) -> None:
-    for table, columns, rows in (("studies", _ST, studies), ("series", _SE, series),
-                                 ("instances", _IN, instances)):  # fmt: skip
+def _flush(db: sqlite3.Connection, batch: Batch) -> None:
+    for table, columns, rows in zip(_TABLES, _COLUMNS, batch, strict=True):
         marks = ",".join("?" * len(columns.split(",")))
         db.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
     db.commit()
 
 
-def queries(studies: int, n: int) -> dict[str, list[Params]]:
-    """``n`` random queries of each kind."""
+def sizes(index: str, where: str | Path) -> tuple[int, int]:
+    """The index's bytes in all, and in the attribute-value tables and their indexes."""
+    if index == "sqlite":
+        db = sqlite3.connect(where)
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        total = db.execute("SELECT sum(pgsize) FROM dbstat").fetchone()[0]
+        attrs = db.execute(
+            "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN (SELECT name FROM"
+            " sqlite_schema WHERE tbl_name IN ('attr_owners', 'attr_paths', 'attr_values'))"
+        ).fetchone()[0]
+        db.close()
+        return int(total), int(attrs)
+    import psycopg
+
+    with psycopg.connect(str(where)) as conn:
+        total = conn.execute(
+            "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n"
+            " ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname = 'public'"
+        ).fetchone()[0]
+        attrs = sum(
+            conn.execute("SELECT pg_total_relation_size(%s)", (t,)).fetchone()[0]
+            for t in ATTR_TABLES
+        )
+    return int(total), int(attrs)
+
+
+Workload = tuple[str, Level, list[Params]]
+
+
+def queries(studies: int, n: int) -> list[Workload]:
+    """``n`` random queries of each kind: (name, level, parameter lists)."""
     rnd = random.Random(11)
     by_pid = [[("PatientID", f"PID{rnd.randrange(studies):07d}")] for _ in range(n)]
     by_date = []
     for _ in range(n):
         y, m = 2000 + rnd.randrange(25), 1 + rnd.randrange(12)
         by_date.append([("StudyDate", f"{y}{m:02d}01-{y}{m:02d}28"), ("limit", "100")])
-    return {"studies by PatientID": by_pid, "studies by date range (limit 100)": by_date}
+    cohort, studies_by = [], []
+    for _ in range(n):
+        st = rnd.randrange(studies)
+        t = synthetic.thickness(st * SERIES_PER_STUDY + rnd.randrange(SERIES_PER_STUDY))
+        bucket = ("SliceThickness", f"{t - 0.004:.3f}-{t + 0.004:.3f}")
+        cohort.append([bucket, ("limit", "100")])
+        ps = synthetic.spacing(st)
+        studies_by.append([bucket, ("PixelSpacing", f"{ps}\\{ps}"), ("limit", "100")])
+    return [
+        ("studies by PatientID", Level.STUDY, by_pid),
+        ("studies by date range (limit 100)", Level.STUDY, by_date),
+        ("instances by SliceThickness range (limit 100)", Level.INSTANCE, cohort),
+        ("studies by SliceThickness + PixelSpacing", Level.STUDY, studies_by),
+    ]
+
+
+#: The by-reference row: webpacsReferences (issue 13 point 2) of an instance's study.
+REFERENCE_ROW = "instances by webpacsReferences"
+
+
+def reference_queries(studies: int, n: int) -> Workload | None:
+    """The by-reference workload, or None when this tree does not have the key yet."""
+    rnd = random.Random(13)
+    qs = [[("webpacsReferences", f"{ROOT}.{rnd.randrange(studies)}")] for _ in range(n)]
+    try:
+        parse_qido(Level.INSTANCE, qs[0])
+    except InvalidRequest:
+        return None
+    return (REFERENCE_ROW, Level.INSTANCE, qs)
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:
@@ -204,6 +288,9 @@ def measure(instances: int, n: int, http: bool, index: str = "sqlite") -> list[d
     return _measure(instances, n, http, None)
 
 
+_PATH = {Level.STUDY: "/studies", Level.SERIES: "/series", Level.INSTANCE: "/instances"}
+
+
 def _measure(instances: int, n: int, http: bool, pg_url: str | None) -> list[dict[str, Any]]:
     data = Path(tempfile.mkdtemp(prefix="webpacs-qido-scale-"))
     rows: list[dict[str, Any]] = []
@@ -215,11 +302,14 @@ def _measure(instances: int, n: int, http: bool, pg_url: str | None) -> list[dic
             orjson.dumps({"index": "postgresql", "postgresql": {"url": pg_url}}).decode()
         )
 
-    def row(name: str, where: str, times: list[float]) -> None:
+    def row(name: str, where: str, times: list[float], matches: int | None = None) -> None:
         p50, p99 = percentiles(times)
         rows.append({"workload": name, "where": where, "instances": instances, "index": kind,
                      "p50_ms": round(p50, 2), "p99_ms": round(p99, 2)})  # fmt: skip
-        print(f"{kind:10s}  {where:10s}  {name:36s} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
+        if matches is not None:
+            rows[-1]["mean_matches"] = matches
+        print(f"{kind:10s}  {where:10s}  {name:46s} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms"
+              + ("" if matches is None else f"   ({matches} rows a query)"))  # fmt: skip
 
     try:
         t0 = time.monotonic()
@@ -227,9 +317,24 @@ def _measure(instances: int, n: int, http: bool, pg_url: str | None) -> list[dic
             studies = build(data / "index.sqlite3", instances)
         else:
             studies = build_postgresql(pg_url, instances)
-        print(f"{instances:,} instances in {studies:,} studies, built in"
-              f" {time.monotonic() - t0:.0f} s")  # fmt: skip
+        built = time.monotonic() - t0
+        print(f"{instances:,} instances in {studies:,} studies, built in {built:.0f} s")
+        total, attrs = sizes(kind, data / "index.sqlite3" if pg_url is None else pg_url)
+        without = total - attrs
+        rows.append({"workload": "index size", "where": "on disk", "instances": instances,
+                     "index": kind, "with_mb": round(total / 1e6, 1),
+                     "without_mb": round(without / 1e6, 1), "ratio": round(total / without, 2),
+                     "build_s": round(built)})  # fmt: skip
+        print(f"{kind:10s}  index size: {total / 1e6:,.0f} MB with the attribute values,"
+              f" {without / 1e6:,.0f} MB without ({total / without:.2f}x)")  # fmt: skip
         work = queries(studies, n)
+        ref = reference_queries(studies, n)
+        if ref is None:
+            rows.append({"workload": REFERENCE_ROW, "where": "-", "instances": instances,
+                         "index": kind, "note": "needs webpacsReferences"})  # fmt: skip
+            print(f"{kind:10s}  {REFERENCE_ROW}: needs webpacsReferences (not in this tree)")
+        else:
+            work.append(ref)
         index: Index
         if pg_url is None:
             index = SqliteIndex(data / "index.sqlite3")
@@ -238,25 +343,28 @@ def _measure(instances: int, n: int, http: bool, pg_url: str | None) -> list[dic
 
             index = PgIndex(pg_url)
         try:
-            for name, qs in work.items():
-                times = []
+            for name, level, qs in work:
+                times, count = [], 0
                 for params in qs:
-                    q = parse_qido(Level.STUDY, params, max_limit=10000)
+                    q = parse_qido(level, params, max_limit=10000)
                     start = time.perf_counter()
                     found = index.search(q)
                     times.append(time.perf_counter() - start)
+                    count += len(found.rows)
                     if "PatientID" in name and len(found.rows) != 1:  # one study per patient
                         raise RuntimeError(f"{params}: {len(found.rows)} studies, not 1")
-                row(name, "in process", times)
+                    if "Thickness" in name and not found.rows:  # a series of the bucket exists
+                        raise RuntimeError(f"{params}: no match")
+                row(name, "in process", times, count // len(qs))
         finally:
             index.close()
         if http:
             with server(data, config) as base, httpx.Client(base_url=base, timeout=30) as client:
-                for name, qs in work.items():
+                for name, level, qs in work:
                     times = []
                     for params in qs:
                         start = time.perf_counter()
-                        client.get("/studies", params=params).raise_for_status()
+                        client.get(_PATH[level], params=params).raise_for_status()
                         times.append(time.perf_counter() - start)
                     row(name, "over HTTP", times)
     finally:

@@ -17,8 +17,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from tests.conftest import data_file
+from tests.contract_anyattr import AnyAttributeContract
 from tests.contract_refs import ReferenceContract
-from tests.matching_table import BASE, MATCHING_CASES, MatchCase
+from tests.matching_table import BASE, EXTENSION_CASES, MATCHING_CASES, MatchCase, stored_value
 from webpacs.core.attributes import Level
 from webpacs.core.query import parse_qido
 from webpacs.errors import Conflict, NotFound
@@ -32,7 +33,7 @@ def make_instance(attrs: dict[str, Any], **override: Any) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # some rows store legacy forms on purpose
         for kw, value in {**BASE, **attrs, **override}.items():
-            setattr(ds, kw, value)
+            setattr(ds, kw, stored_value(value))
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -120,7 +121,7 @@ class BlobsContract:
         assert list(blobs.scraps()) == []
 
 
-class IndexContract(ReferenceContract):
+class IndexContract(ReferenceContract, AnyAttributeContract):
     """What every ``Index`` backend must do (with any ``Blobs``)."""
 
     def test_put_get_duplicate_conflict(self, index: Index, blobs: Blobs) -> None:
@@ -167,7 +168,11 @@ class IndexContract(ReferenceContract):
         kept = index.get(first.sop_uid)
         assert kept is not None and (kept.blob_key, kept.digest) == (rec.blob_key, rec.digest)
 
-    @pytest.mark.parametrize("case", MATCHING_CASES, ids=[c.rule for c in MATCHING_CASES])
+    @pytest.mark.parametrize(
+        "case",
+        MATCHING_CASES + EXTENSION_CASES,
+        ids=[c.rule for c in MATCHING_CASES + EXTENSION_CASES],
+    )
     def test_matching_table(self, index: Index, blobs: Blobs, case: MatchCase) -> None:
         ingest(index, blobs, make_instance(case.stored))
         for i, modality in enumerate(case.series_modalities):

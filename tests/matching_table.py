@@ -11,15 +11,38 @@ index-backend contract tests, which store an instance with ``stored`` (plus the 
 in ``BASE``, if the row does not give its own) and run the query through the backend.
 ``ModalitiesInStudy`` is computed by an index from the series' ``Modality``; the rows
 that store it also give the matching ``Modality`` values in ``series_modalities``.
+
+``EXTENSION_CASES`` are the rows of extension keys (any attribute, paths into sequences:
+``webpacs.core.anyattr``): numeric equality and ranges, the DS spellings, multi-valued
+attributes by any value and by position, and sequence paths. A sequence is stored as a
+list of items, each a dict of keyword -> value (``dataset`` builds the data set).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 
 from webpacs.core.attributes import Level
 
-StoredValue = str | int | list[str]
+StoredValue = str | int | float | list[Any]
+
+
+def stored_value(value: StoredValue) -> Any:
+    """A table value as pydicom takes it: a list of dicts becomes a sequence of items."""
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return Sequence([dataset(item) for item in value])
+    return value
+
+
+def dataset(attrs: dict[str, StoredValue]) -> Dataset:
+    """A data set holding ``attrs`` (keyword -> table value)."""
+    ds = Dataset()
+    for kw, value in attrs.items():
+        setattr(ds, kw, stored_value(value))
+    return ds
 
 
 class MatchCase(NamedTuple):
@@ -151,4 +174,105 @@ MATCHING_CASES: list[MatchCase] = [
     MatchCase("several keys one fails", STUDY, [("PatientID", "PAT001"), ("StudyDate", "20210101-")], {"PatientID": "PAT001", "StudyDate": "20200115"}, False),
     MatchCase("study attribute at series level", SERIES, [("StudyDate", "20200115"), ("Modality", "CT")], {"StudyDate": "20200115", "Modality": "CT"}, True),
     MatchCase("patient attribute at instance level", INSTANCE, [("PatientID", "PAT001"), ("InstanceNumber", "1")], {"PatientID": "PAT001", "InstanceNumber": "1"}, True),
+]  # fmt: skip
+
+# --- extension keys: any attribute, at the level it belongs to (webpacs.core.anyattr)
+SFG = "SharedFunctionalGroupsSequence"
+PFG = "PerFrameFunctionalGroupsSequence"
+
+
+def _measures(spacing: list[str], thickness: str = "1.0") -> list[Any]:
+    """A functional group item with a Pixel Measures Sequence."""
+    return [{"PixelMeasuresSequence": [{"PixelSpacing": spacing, "SliceThickness": thickness}]}]
+
+
+EXTENSION_CASES: list[MatchCase] = [
+    # numbers (DS): equality with a relative tolerance of 1e-6, ranges a-b, a-, -b
+    MatchCase("DS equal", INSTANCE, [("SliceThickness", "1.25")], {"SliceThickness": "1.25"}, True),
+    MatchCase("DS other", INSTANCE, [("SliceThickness", "1.25")], {"SliceThickness": "1.5"}, False),
+    MatchCase("DS within tolerance", INSTANCE, [("SliceThickness", "1")], {"SliceThickness": "1.0000005"}, True),
+    MatchCase("DS outside tolerance", INSTANCE, [("SliceThickness", "1")], {"SliceThickness": "1.00001"}, False),
+    MatchCase("DS tolerance is relative", INSTANCE, [("SliceThickness", "1000")], {"SliceThickness": "1000.0005"}, True),
+    MatchCase("DS zero is exact", INSTANCE, [("SliceThickness", "0")], {"SliceThickness": "0.0000001"}, False),
+    MatchCase("DS missing attribute", INSTANCE, [("SliceThickness", "1")], {}, False),
+    MatchCase("DS range closed", INSTANCE, [("SliceThickness", "0.9-1.1")], {"SliceThickness": "1.0"}, True),
+    MatchCase("DS range closed, outside", INSTANCE, [("SliceThickness", "0.9-1.1")], {"SliceThickness": "1.2"}, False),
+    MatchCase("DS range closed, inclusive high", INSTANCE, [("SliceThickness", "0.9-1.1")], {"SliceThickness": "1.1"}, True),
+    MatchCase("DS range closed, inclusive low", INSTANCE, [("SliceThickness", "0.9-1.1")], {"SliceThickness": "0.9"}, True),
+    MatchCase("DS range open high (a-)", INSTANCE, [("SliceThickness", "1-")], {"SliceThickness": "5"}, True),
+    MatchCase("DS range open high, below", INSTANCE, [("SliceThickness", "1-")], {"SliceThickness": "0.5"}, False),
+    MatchCase("DS range open low (-b) is at most b", INSTANCE, [("SliceThickness", "-2.5")], {"SliceThickness": "2"}, True),
+    MatchCase("DS range open low, above", INSTANCE, [("SliceThickness", "-1")], {"SliceThickness": "5"}, False),
+    MatchCase("DS range of negative bounds", INSTANCE, [("ImagePositionPatient", "-5--1")], {"ImagePositionPatient": ["-2.5", "100", "200"]}, True),
+    MatchCase("DS range of negative bounds, outside", INSTANCE, [("ImagePositionPatient", "-5--1")], {"ImagePositionPatient": ["-0.5", "100", "200"]}, False),
+    MatchCase("DS exactly negative as a closed range", INSTANCE, [("ImagePositionPatient", "-2.5--2.5")], {"ImagePositionPatient": ["-2.5", "1", "2"]}, True),
+    MatchCase("DS range with exponents", INSTANCE, [("SliceThickness", "1e-1-2e-1")], {"SliceThickness": "0.15"}, True),
+    MatchCase("DS list on a single-valued attribute", INSTANCE, [("SliceThickness", "2\\1")], {"SliceThickness": "1.0"}, True),
+    MatchCase("DS list, none", INSTANCE, [("SliceThickness", "2\\3")], {"SliceThickness": "1.0"}, False),
+    # other numeric VRs
+    MatchCase("IS equal", INSTANCE, [("AcquisitionNumber", "7")], {"AcquisitionNumber": "7"}, True),
+    MatchCase("IS leading zero", INSTANCE, [("AcquisitionNumber", "007")], {"AcquisitionNumber": "7"}, True),
+    MatchCase("IS range", INSTANCE, [("AcquisitionNumber", "5-10")], {"AcquisitionNumber": "11"}, False),
+    MatchCase("US equal", INSTANCE, [("SamplesPerPixel", "1")], {"SamplesPerPixel": 1}, True),
+    MatchCase("US other", INSTANCE, [("SamplesPerPixel", "3")], {"SamplesPerPixel": 1}, False),
+    MatchCase("SS negative range", INSTANCE, [("TagAngleSecondAxis", "-90--10")], {"TagAngleSecondAxis": -45}, True),
+    MatchCase("SL equal negative", INSTANCE, [("ReferencePixelX0", "-12--12")], {"ReferencePixelX0": -12}, True),
+    MatchCase("UL range open", INSTANCE, [("TriggerSamplePosition", "100-")], {"TriggerSamplePosition": 4000000000}, True),
+    MatchCase("FD equal", INSTANCE, [("WaterEquivalentDiameter", "250.5")], {"WaterEquivalentDiameter": 250.5}, True),
+    MatchCase("FL equal within tolerance", INSTANCE, [("B1rms", "0.1")], {"B1rms": 0.1}, True),
+    MatchCase("FL range", INSTANCE, [("B1rms", "0.2-")], {"B1rms": 0.1}, False),
+    # multi-valued: one value matches any position; a\b by position, and no more values
+    MatchCase("multi-valued, any position (first)", INSTANCE, [("PixelSpacing", "0.5")], {"PixelSpacing": ["0.5", "0.7"]}, True),
+    MatchCase("multi-valued, any position (second)", INSTANCE, [("PixelSpacing", "0.7")], {"PixelSpacing": ["0.5", "0.7"]}, True),
+    MatchCase("multi-valued, no position", INSTANCE, [("PixelSpacing", "0.6")], {"PixelSpacing": ["0.5", "0.7"]}, False),
+    MatchCase("multi-valued by position", INSTANCE, [("PixelSpacing", "0.5\\0.7")], {"PixelSpacing": ["0.5", "0.7"]}, True),
+    MatchCase("multi-valued by position, order", INSTANCE, [("PixelSpacing", "0.7\\0.5")], {"PixelSpacing": ["0.5", "0.7"]}, False),
+    MatchCase("multi-valued by position, DS spellings", INSTANCE, [("PixelSpacing", "0.5\\0.5")], {"PixelSpacing": ["0.50", ".5"]}, True),
+    MatchCase("multi-valued by position, ranges", INSTANCE, [("PixelSpacing", "0.4-0.6\\0.6-0.8")], {"PixelSpacing": ["0.5", "0.7"]}, True),
+    MatchCase("multi-valued by position, any value", INSTANCE, [("ImageType", "ORIGINAL\\*")], {"ImageType": ["ORIGINAL", "PRIMARY"]}, True),
+    MatchCase("multi-valued by position, first differs", INSTANCE, [("ImageType", "DERIVED\\*")], {"ImageType": ["ORIGINAL", "PRIMARY"]}, False),
+    MatchCase("multi-valued by position, more values stored", INSTANCE, [("ImageType", "ORIGINAL\\PRIMARY")], {"ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"]}, False),
+    MatchCase("multi-valued by position, three of three", INSTANCE, [("ImageType", "ORIGINAL\\PRIMARY\\AXIAL")], {"ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"]}, True),
+    MatchCase("multi-valued text, any position", INSTANCE, [("ImageType", "AXIAL")], {"ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"]}, True),
+    MatchCase("multi-valued text, wildcard", INSTANCE, [("ImageType", "AX*")], {"ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"]}, True),
+    # text, dates and UIDs on extension keys
+    MatchCase("text single, exact", SERIES, [("ProtocolName", "Head Routine")], {"ProtocolName": "Head Routine"}, True),
+    MatchCase("text wildcard", SERIES, [("ProtocolName", "Head*")], {"ProtocolName": "Head Routine"}, True),
+    MatchCase("text wildcard, case-sensitive", SERIES, [("ProtocolName", "head*")], {"ProtocolName": "Head Routine"}, False),
+    MatchCase("text leading wildcard", SERIES, [("ProtocolName", "*Routine")], {"ProtocolName": "Head Routine"}, True),
+    MatchCase("text dash is literal", SERIES, [("ProtocolName", "T1-w")], {"ProtocolName": "T1-w"}, True),
+    MatchCase("PN extension, wildcard", INSTANCE, [("OperatorsName", "Smith^*")], {"OperatorsName": "Smith^Jane"}, True),
+    MatchCase("UI extension, list", INSTANCE, [("FrameOfReferenceUID", f"{UID_B},{UID_A}")], {"FrameOfReferenceUID": UID_A}, True),
+    MatchCase("UI extension, other", INSTANCE, [("FrameOfReferenceUID", UID_B)], {"FrameOfReferenceUID": UID_A}, False),
+    MatchCase("DA extension, range", INSTANCE, [("AcquisitionDate", "20200101-20200131")], {"AcquisitionDate": "20200115"}, True),
+    MatchCase("DA extension, range, outside", INSTANCE, [("AcquisitionDate", "-20191231")], {"AcquisitionDate": "20200115"}, False),
+    MatchCase("TM extension, range", INSTANCE, [("AcquisitionTime", "09-10")], {"AcquisitionTime": "093015"}, True),
+    # the level an attribute belongs to: series and studies match when one instance does
+    MatchCase("instance attribute on /series", SERIES, [("SliceThickness", "0.9-1.1")], {"SliceThickness": "1.0"}, True),
+    MatchCase("instance attribute on /studies", STUDY, [("SliceThickness", "0.9-1.1")], {"SliceThickness": "1.0"}, True),
+    MatchCase("instance attribute on /studies, none", STUDY, [("SliceThickness", "2-")], {"SliceThickness": "1.0"}, False),
+    MatchCase("series attribute on /studies is an extension", STUDY, [("Modality", "MR\\CT")], {"Modality": "CT"}, True),
+    MatchCase("instance UID on /studies", STUDY, [("SOPInstanceUID", "1.2.826.0.1.3680043.8.498.1001.1.1")], {}, True),
+    MatchCase("extension with a standard key", STUDY, [("PatientID", "PAT001"), ("MagneticFieldStrength", "3")], {"PatientID": "PAT001", "MagneticFieldStrength": "3.0"}, True),
+    MatchCase("extension with a standard key, one fails", STUDY, [("PatientID", "PAT001"), ("MagneticFieldStrength", "1.5")], {"PatientID": "PAT001", "MagneticFieldStrength": "3.0"}, False),
+    # sequence paths: from the top level; a path of two or more also further down
+    MatchCase("path by keywords", INSTANCE, [(f"{SFG}.PixelMeasuresSequence.PixelSpacing", "0.5\\0.5")], {SFG: _measures(["0.5", "0.5"])}, True),
+    MatchCase("path by keywords, other value", INSTANCE, [(f"{SFG}.PixelMeasuresSequence.PixelSpacing", "0.5\\0.5")], {SFG: _measures(["0.5", "0.7"])}, False),
+    MatchCase("path by tags", INSTANCE, [("52009229.00289110.00280030", "0.5")], {SFG: _measures(["0.5", "0.5"])}, True),
+    MatchCase("path of tags and keywords", INSTANCE, [("52009229.PixelMeasuresSequence.00180050", "0.9-1.1")], {SFG: _measures(["0.5", "0.5"], "1.0")}, True),
+    MatchCase("short path further down (shared)", INSTANCE, [("00289110.00280030", "0.5\\0.5")], {SFG: _measures(["0.5", "0.5"])}, True),
+    MatchCase("short path further down (per frame)", INSTANCE, [("PixelMeasuresSequence.PixelSpacing", "0.7")], {PFG: _measures(["0.5", "0.5"]) + _measures(["0.7", "0.7"])}, True),
+    MatchCase("by position within one item", INSTANCE, [("00289110.00280030", "0.5\\0.7")], {PFG: _measures(["0.5", "0.5"]) + _measures(["0.7", "0.7"])}, False),
+    MatchCase("by position, the second item", INSTANCE, [("00289110.00280030", "0.7\\0.7")], {PFG: _measures(["0.5", "0.5"]) + _measures(["0.7", "0.7"])}, True),
+    MatchCase("a path from the top level is not another chain", INSTANCE, [(f"{SFG}.PixelMeasuresSequence.PixelSpacing", "0.5")], {PFG: _measures(["0.5", "0.5"])}, False),
+    MatchCase("a keyword is the top level only", INSTANCE, [("PixelSpacing", "0.5")], {SFG: _measures(["0.5", "0.5"])}, False),
+    MatchCase("path on /studies", STUDY, [("00289110.00280030", "0.5\\0.5"), ("Modality", "CT")], {SFG: _measures(["0.50", "0.50"]), "Modality": "CT"}, True),
+]  # fmt: skip
+
+#: The DS spellings of one half: every query spelling matches every stored spelling.
+DS_SPELLINGS = ("0.5", "0.50", ".5", "5e-1")
+EXTENSION_CASES += [
+    MatchCase(f"DS spelling {q!r} = stored {v!r}", INSTANCE, [("SliceThickness", q)], {"SliceThickness": v}, True)
+    for q in DS_SPELLINGS
+    for v in DS_SPELLINGS
 ]  # fmt: skip

@@ -333,6 +333,12 @@ def test_qido_remote_matching(webpacs: Webpacs) -> None:
     rows = r.json()
     assert set(_by_uid(rows, "0020000E")) == {uids("MR_small.dcm")[1]}
     assert rows[0]["00100020"]["Value"] == [mr.PatientID]  # study attributes filled in
+    # extension keys are matched locally only, and the answer says so
+    for params, want in (("SliceThickness=5", {uids("CT_small.dcm")[0]}),
+                         (f"SliceThickness={mr.SliceThickness}", set())):  # fmt: skip
+        r = webpacs.get("/studies?" + params)
+        assert r.status_code == 200 and set(_by_uid(r.json())) == want, params
+        assert "remote PACS was not asked" in r.headers["Warning"]
     # paging runs over local and remote rows together
     everything = [row["0020000D"]["Value"][0] for row in webpacs.get("/studies").json()]
     paged = [

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 from pydicom.datadict import tag_for_keyword
 
-from tests.matching_table import BASE, MATCHING_CASES, MatchCase
+from tests.matching_table import BASE, EXTENSION_CASES, MATCHING_CASES, MatchCase, dataset
+from webpacs.core import anyattr
 from webpacs.core.attributes import Level
+from webpacs.core.dicomjson import build_metadata
 from webpacs.core.query import (
     Condition,
     matches,
@@ -37,8 +39,44 @@ def test_matching_table(case: MatchCase) -> None:
     assert result is case.expected
 
 
+@pytest.mark.parametrize("case", EXTENSION_CASES, ids=[c.rule for c in EXTENSION_CASES])
+def test_extension_table(case: MatchCase) -> None:
+    """Extension keys against the instance's DICOM JSON (the reference semantics)."""
+    query = parse_qido(case.level, case.params)
+    stored = BASE | case.stored
+    meta, _ = build_metadata(dataset(stored), "1.2", "1.2.3", "1.2.3.4", threshold=1024)
+    result = all(
+        anyattr.matches_instance(c.path, meta)
+        if c.path is not None
+        else matches(c, stored.get(c.attribute.keyword))
+        for c in query.conditions
+    )
+    assert result is case.expected
+    assert any(c.path is not None for c in query.conditions)  # the row tests an extension
+
+
+def test_matches_one_occurrence_of_an_extension_key() -> None:
+    (c,) = conditions(INSTANCE, ("PixelSpacing", "0.5\\0.7"))
+    assert matches(c, ["0.50", ".7"]) and matches(c, "5e-1\\0.7")
+    assert not matches(c, ["0.5", "0.7", "1"]) and not matches(c, None)
+    (c,) = conditions(INSTANCE, ("SliceThickness", "-2.5--2.5"))
+    assert matches(c, "-2.5") and not matches(c, "2.5")
+
+
+def test_extension_key_shapes() -> None:
+    (c,) = conditions(STUDY, ("SliceThickness", "0.9-1.1"))
+    assert c.kind == "path" and c.path is not None and c.attribute.level is INSTANCE
+    assert c.path.path.key == "00180050" and not c.path.positional
+    q = parse_qido(
+        INSTANCE, [("SharedFunctionalGroupsSequence.PixelMeasuresSequence.PixelSpacing", "*")]
+    )
+    assert q.conditions == () and not q.includefields  # returned only when asked
+    (c,) = conditions(SERIES, ("Modality", "CT"))  # a standard key at its level
+    assert c.path is None and c.kind == "single"
+
+
 def test_table_rule_names_are_unique() -> None:
-    names = [c.rule for c in MATCHING_CASES]
+    names = [c.rule for c in MATCHING_CASES + EXTENSION_CASES]
     assert len(names) == len(set(names))
 
 
@@ -171,12 +209,27 @@ INVALID = [
     (STUDY, [("orderby", "PatientName")], ["orderby", "unknown attribute"]),
     (STUDY, [("count", "true")], ["count", "unknown attribute"]),
     (STUDY, [("PatientNam", "Doe")], ["PatientNam", "unknown attribute"]),
-    (STUDY, [("Modality", "CT")], ["Modality", "cannot be matched at study level"]),
-    (STUDY, [("SOPInstanceUID", "1.2.3")], ["SOPInstanceUID", "study level"]),
     (SERIES, [("ModalitiesInStudy", "CT")], ["ModalitiesInStudy", "series level"]),
-    (SERIES, [("InstanceNumber", "1")], ["InstanceNumber", "series level"]),
     (INSTANCE, [("NumberOfStudyRelatedSeries", "2")], ["NumberOfStudyRelatedSeries"]),
-    (STUDY, [("PatientAge", "042Y")], ["PatientAge", "cannot be matched"]),
+    (STUDY, [("NumberOfSeriesRelatedInstances", "2")], ["cannot be matched at study level"]),
+    # extension keys (webpacs.core.anyattr): any other attribute, or a path into sequences
+    (STUDY, [("SOPInstanceUID", "1.2.abc")], ["SOPInstanceUID", "invalid UID"]),
+    (SERIES, [("InstanceNumber", "1.5")], ["InstanceNumber", "invalid integer"]),
+    (INSTANCE, [("SliceThickness", "thin")], ["SliceThickness", "invalid number or range"]),
+    (INSTANCE, [("SliceThickness", "1-2-3")], ["SliceThickness", "invalid number or range"]),
+    (INSTANCE, [("SliceThickness", "2-1")], ["SliceThickness", "lower end after"]),
+    (INSTANCE, [("SliceThickness", "-")], ["SliceThickness", "at least one end"]),
+    (INSTANCE, [("SliceThickness", "1\\")], ["SliceThickness", "list"]),
+    (INSTANCE, [("SliceThickness", "nan")], ["SliceThickness", "'nan'"]),
+    (INSTANCE, [("PixelSpacing", "0.5\\x")], ["PixelSpacing", "'x'"]),
+    (INSTANCE, [("AcquisitionDate", "20201301")], ["AcquisitionDate", "invalid date"]),
+    (STUDY, [("SliceThicknes", "1")], ["SliceThicknes", "unknown attribute"]),
+    (INSTANCE, [("PixelMeasuresSequence", "1")], ["sequence cannot be matched"]),
+    (INSTANCE, [("SliceThickness.PixelSpacing", "1")], ["SliceThickness is not a sequence"]),
+    (INSTANCE, [("PixelMeasuresSequence.Nope", "1")], ["unknown attribute 'Nope'"]),
+    (INSTANCE, [("00091010", "1")], ["00091010", "private attribute"]),
+    (INSTANCE, [("PixelData", "1")], ["PixelData", "binary data"]),
+    (INSTANCE, [("SliceThickness", "1"), ("00180050", "2")], ["00180050", "more than once"]),
     (STUDY, [("PatientID", "A"), ("PatientID", "B")], ["PatientID", "more than once"]),
     (STUDY, [("PatientID", "A"), ("00100020", "B")], ["00100020", "more than once"]),
     (STUDY, [("StudyInstanceUID", "1.2.abc")], ["StudyInstanceUID", "invalid UID"]),

@@ -32,13 +32,16 @@ import datetime
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webpacs.core import attributes, numbers
 from webpacs.core.attributes import Attribute, Level
 from webpacs.core.research import LABELS_FIELD, ResearchKey, is_research_key, parse_research_key
 from webpacs.core.uids import check_uid
 from webpacs.errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from webpacs.core.anyattr import PathMatch
 
 __all__ = [
     "Condition",
@@ -80,12 +83,17 @@ class Condition:
     ``wildcard`` ``(pattern,)`` with ``*`` and ``?``; ``range`` ``(lo, hi)`` with ``""``
     for an open end. Dates, times and date-times are normalized (see the module
     docstring); integers are in canonical form (``"05"`` -> ``"5"``).
+
+    An extension key (``webpacs.core.anyattr``: any attribute, or a path into sequences,
+    that the standard does not match at the query's level) has ``kind`` ``"path"``, its
+    value as given in ``values`` and its condition in ``path``.
     """
 
     attribute: Attribute
     kind: str
     values: tuple[str, ...]
     fuzzy: bool = False
+    path: PathMatch | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +219,10 @@ def _split_list(value: str) -> list[str]:
     return [p.strip() for p in re.split(r"[\\,]", value)]
 
 
-def _find_attribute(level: Level, key: str) -> Attribute:
+def _find_attribute(level: Level, key: str) -> Attribute | None:
+    """The attribute a standard key matches at ``level``; None for an extension key."""
+    if "." in key:
+        return None  # a path into sequences
     try:
         tag = attributes.resolve(key)
     except KeyError:
@@ -224,8 +235,10 @@ def _find_attribute(level: Level, key: str) -> Attribute:
         for attr in attributes.COMPUTED[Level.STUDY]:
             if attr.tag == tag:
                 return attr
-    known = attributes.BY_TAG.get(tag)
-    label = known.keyword if known else key
+    computed = {a.tag: a for lv in attributes.COMPUTED.values() for a in lv}
+    if tag not in computed:
+        return None  # any other attribute: an extension key
+    label = computed[tag].keyword
     raise InvalidRequest(f"{key}: attribute {label} cannot be matched at {level.value} level")
 
 
@@ -333,7 +346,7 @@ def parse_qido(
     includefields: set[int] = set()
     seen: set[str] = set()
     matching: list[tuple[str, str]] = []
-    seen_tags: dict[int, str] = {}
+    seen_tags: dict[int | str, str] = {}
     research: list[ResearchKey] = []
     include_labels = False
 
@@ -374,16 +387,29 @@ def parse_qido(
 
     conditions: list[Condition] = []
     for key, value in matching:
-        attr = _find_attribute(level, key)
-        if attr.tag in seen_tags:
+        found = _find_attribute(level, key)
+        if found is None:  # an extension key
+            from webpacs.core import anyattr
+
+            attr, path = anyattr.condition(key, value)
+            # not returned unless asked (includefield): a series or study row is not the
+            # instance matched, and an instance's would cost a read of its metadata
+            ident: int | str = path.path.key if path else anyattr.parse_path(key).key
+        else:
+            attr, path, ident = found, None, found.tag
+            includefields.add(attr.tag)
+        if ident in seen_tags:
             raise InvalidRequest(
                 f"{key}: attribute {attr.keyword} given more than once "
-                f"(also as {seen_tags[attr.tag]!r}); use a value list instead"
+                f"(also as {seen_tags[ident]!r}); use a value list instead"
             )
-        seen_tags[attr.tag] = key
-        includefields.add(attr.tag)
+        seen_tags[ident] = key
         if value.strip() in ("", "*"):
             continue  # universal matching (PS3.4 C.2.2.2.3)
+        if found is None:
+            if path is not None:
+                conditions.append(Condition(attr, "path", (value.strip(),), path=path))
+            continue
         conditions.append(_condition(attr, key, value, fuzzy))
 
     if max_limit is not None:
@@ -487,6 +513,10 @@ def matches(condition: Condition, value: StoredValue) -> bool:
     value. Wildcard matching covers the whole value (``*`` any sequence, ``?`` one
     character), case-insensitive when fuzzy.
     """
+    if condition.path is not None:  # an extension key: one occurrence of the attribute
+        from webpacs.core import anyattr
+
+        return anyattr.matches_stored(condition.path, value)
     vr = condition.attribute.vr
     return any(_match_one(condition, vr, v) for v in _stored_values(vr, value))
 
@@ -507,6 +537,12 @@ def include_extra(query: Query, meta: dict[str, Any]) -> dict[str, Any]:
         lower = {a.tag for a in attributes.STORED[Level.INSTANCE]}
     computed = {a.tag for a in attributes.COMPUTED[query.level]}
     picked: dict[str, Any] = {}
+    if not query.include_all:  # a few tags: look them up rather than walk the data set
+        for tag in query.includefields:
+            key = f"{tag:08X}"
+            if tag not in computed and key in meta:
+                picked[key] = meta[key]
+        return picked
     for key, value in meta.items():
         tag = int(key, 16)
         if tag in computed:

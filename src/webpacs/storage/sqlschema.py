@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from webpacs.errors import ConfigError
-from webpacs.storage import sqlrefs
+from webpacs.storage import sqlattrs, sqlrefs
 
 if TYPE_CHECKING:
     from webpacs.storage.sqltables import Tables
@@ -45,9 +45,14 @@ def _references_and_labels(db: sqlite3.Connection, tables: Tables) -> None:
         log.info("index: references of %d stored instance(s) recorded", n)
 
 
+def _attribute_values(db: sqlite3.Connection, tables: Tables) -> None:
+    sqlattrs.migrate_sqlite(db, tables.d)
+
+
 #: In version order; append a step (with the next version) for each schema change.
 MIGRATIONS: list[Migration] = [
     Migration(1, "reference graph and labels (issue 13)", _references_and_labels),
+    Migration(2, "attribute values: any attribute as a query key (issue 13)", _attribute_values),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

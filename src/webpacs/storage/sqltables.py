@@ -24,7 +24,7 @@ from webpacs.core.attributes import STORED, Attribute, Level
 from webpacs.core.dicomjson import project
 from webpacs.core.query import Condition, Query
 from webpacs.core.references import Reference
-from webpacs.storage import rows
+from webpacs.storage import rows, sqlattrs
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
 from webpacs.storage.labels import attach as attach_labels
 from webpacs.storage.sqlrefs import RefTables
@@ -189,6 +189,7 @@ class Tables:
                 "attributes": orjson.dumps(rec.attributes)}  # fmt: skip
         self._insert(db, "instances", row)
         self.refs.record(db, rec)
+        sqlattrs.add(self.d, db, rec.sop_uid, rec.series_uid, rec.study_uid, meta)
         for level in (Level.SERIES, Level.STUDY):
             uid = rec.series_uid if level is Level.SERIES else rec.study_uid
             fresh = rows.summary_of(level, rec.sop_uid, now, rec.attributes, meta)
@@ -257,6 +258,7 @@ class Tables:
     def _remove(self, db: Db, rec: InstanceRecord, *, log_change: bool) -> None:
         self._x(db, "DELETE FROM instances WHERE sop_uid = ?", (rec.sop_uid,))
         self.refs.forget(db, rec.sop_uid)
+        sqlattrs.remove(self.d, db, rec.sop_uid)
         for level, uid in ((Level.SERIES, rec.series_uid), (Level.STUDY, rec.study_uid)):
             table, col = TABLE[level], UID_COL[level]
             row = self._x(db, f"SELECT rep_sop FROM {table} WHERE {col} = ?", (uid,)).fetchone()
@@ -402,7 +404,14 @@ class Tables:
         if query.series_uid is not None:
             where.append(f"{'i' if level is Level.INSTANCE else 'se'}.series_uid = ?")
             args.append(query.series_uid)
+        extension = [c for c in query.conditions if c.path is not None]
+        if extension:  # extension keys: the attribute-value tables (one instance for all)
+            clause, cargs = sqlattrs.conditions_sql(self.d, extension, level)
+            where.append(clause)
+            args += cargs
         for cond in query.conditions:
+            if cond.path is not None:
+                continue
             a = cond.attribute
             column = f"{ALIAS[a.level]}.{a.column}"
             if a.keyword in _OWN_UIDS:

@@ -51,6 +51,9 @@ def _search(level: Level) -> Callable[[Request], Awaitable[Response]]:
         local_only = bool(query.research) or query.include_labels
         proxy = None if local_only else remote.searching(request, level)
         warnings: list[str] = []
+        if proxy is not None and any(c.path is not None for c in query.conditions):
+            proxy = None  # a remote PACS cannot match webpacs' extension keys
+            warnings.append("the remote PACS was not asked: extension keys are matched locally")
         if proxy is None:
             result = await threaded(store(request).index.search, query)
         else:

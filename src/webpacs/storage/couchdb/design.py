@@ -17,7 +17,8 @@ Documents (one database):
 
 Aggregates come from the views of ``_design/webpacs`` (``agg``: ``_stats`` of ``vh``
 by study, series and modality; ``mods``: studies by modality; ``newest``: instances
-by series/study and received time). The design document carries ``DESIGN_VERSION``
+by series/study and received time; ``attrs``: every attribute value, see
+``couchdb.attrs``). The design document carries ``DESIGN_VERSION``
 and is replaced when it differs; the Mango indexes live in design documents named
 with the same version, and older ones are removed.
 """
@@ -29,14 +30,16 @@ from typing import Any
 
 from webpacs.core.attributes import Level
 from webpacs.core.query import Condition
-from webpacs.storage.couchdb import refs
+from webpacs.storage.couchdb import attrs, refs
 
 #: Bump when a view or an index definition changes: existing databases are upgraded
-#: (6: the reference graph's and labels' views and index, ``refs``).
-DESIGN_VERSION = 6
+#: (6: the reference graph's and labels' views and index, ``refs``; 7: the attribute
+#: values' view, ``attrs``).
+DESIGN_VERSION = 7
 DESIGN_ID = "_design/webpacs"
 
 VIEWS: dict[str, dict[str, str]] = {
+    "attrs": attrs.VIEW,
     "agg": {
         "map": "function (doc) { if (doc.type === 'instance') {"
         " emit([doc.study, doc.series, (doc.a && doc.a.Modality) || ''], doc.vh); } }",

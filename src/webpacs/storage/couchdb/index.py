@@ -35,7 +35,7 @@ from webpacs.core.references import Reference
 from webpacs.errors import StorageError
 from webpacs.storage import rows
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
-from webpacs.storage.couchdb import design, refs
+from webpacs.storage.couchdb import attrs, design, refs
 from webpacs.storage.couchdb.http import CouchClient
 from webpacs.storage.couchdb.search import Searcher
 
@@ -121,6 +121,8 @@ class CouchIndex:
         status, current = c.call("GET", c.doc_path(design.DESIGN_ID), ok=(200, 404))
         upgraded = status == 404 or current.get("version") != design.DESIGN_VERSION
         if upgraded:
+            if status == 200 and attrs.backfill(c):  # written before instances had ``x``
+                log.info("CouchDB instance documents given their attribute values")
             doc = design.design_document()
             if status == 200:
                 doc["_rev"] = current["_rev"]
@@ -189,6 +191,7 @@ class CouchIndex:
             "vh": _vh(rec.sop_uid, rec.digest),
             "t": time.time(),
             "r": refs.edges_field(rec.references),
+            "x": attrs.doc_field(meta),
         }
 
     # -- writes ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from webpacs.core.query import Condition, Query, matches
 from webpacs.errors import InvalidRequest, NotImplementedFeature
 from webpacs.storage import rows
 from webpacs.storage.base import SearchResult
-from webpacs.storage.couchdb import design
+from webpacs.storage.couchdb import attrs, design
 from webpacs.storage.couchdb.http import CouchClient
 from webpacs.storage.couchdb.refs import RefReads
 from webpacs.storage.labels import attach as attach_labels
@@ -175,7 +175,17 @@ class Searcher:
         if query.series_uid is not None and level is not Level.STUDY:
             parts.append({"series": query.series_uid})
         native = len(parts) > 1 or not query.conditions
+        extension = [c.path for c in query.conditions if c.path is not None]
+        if extension:  # extension keys: the ``attrs`` view (one instance for all)
+            matched = attrs.matching_ids(
+                self.client, self.find_all, extension, level,
+                allow_scan=self.allow_scan, limit=MAX_MATCHES,
+            )  # fmt: skip
+            parts.append({"_id": {"$in": sorted(matched)}})
+            native = True
         for cond in query.conditions:
+            if cond.path is not None:
+                continue
             if cond.attribute.keyword == "ModalitiesInStudy":
                 parts.append({"study": {"$in": sorted(self._studies_with_modality(cond))}})
                 native = True

@@ -19,11 +19,11 @@ from typing import Any
 
 from webpacs.core.attributes import Level
 from webpacs.errors import ConfigError
-from webpacs.storage import sqlrefs
+from webpacs.storage import sqlattrs, sqlrefs
 from webpacs.storage.sqltables import cols
 
 #: Bump when a table changes, and add the step from the previous version to MIGRATIONS.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``pg_advisory_xact_lock`` keys: schema changes, and the change feed's commit order.
 SCHEMA_LOCK = 0x7765_6270_0001
 CHANGES_LOCK = 0x7765_6270_0002
@@ -45,7 +45,10 @@ def _references_and_labels(conn: Any) -> None:
 
 #: version -> SQL (or a function of the connection) that brings a schema at that version
 #: to the next one.
-MIGRATIONS: dict[int, str | Callable[[Any], None]] = {1: _references_and_labels}
+MIGRATIONS: dict[int, str | Callable[[Any], None]] = {
+    1: _references_and_labels,
+    2: sqlattrs.migrate_postgresql,  # the attribute-value tables (any attribute as a key)
+}
 
 
 def ddl() -> str:
@@ -91,6 +94,7 @@ def ddl() -> str:
     CREATE INDEX conflicts_study ON conflicts(study_uid);
     {"".join(s + ";" for s in sqlrefs.statements(T, REAL))}
     INSERT INTO webpacs_schema (version) VALUES ({SCHEMA_VERSION});
+    {sqlattrs.POSTGRESQL_DDL}
     """
 
 
