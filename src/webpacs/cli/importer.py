@@ -12,7 +12,14 @@ from typing import Any
 
 import click
 
-from webpacs.cli.common import config_options, console, progress_bar, settings_from, setup_logging
+from webpacs.cli.common import (
+    UserPath,
+    config_options,
+    console,
+    progress_bar,
+    settings_from,
+    setup_logging,
+)
 from webpacs.config import Settings, isolated
 from webpacs.errors import Conflict, WebpacsError
 from webpacs.ingest import IngestResult, Prepared, commit_many, prepare
@@ -128,7 +135,7 @@ def run_import(
 
 @click.command("import")
 @config_options
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=UserPath(path_type=Path))
 @click.option("--samples", is_flag=True, help="Import the sample studies bundled with pydicom.")
 @click.option("-j", "--jobs", type=int, default=None, help="Parallel parsers [default: cores].")
 def import_(

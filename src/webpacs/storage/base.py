@@ -118,6 +118,11 @@ class Index(Protocol):
         """Changes after sequence number ``since``, oldest first."""
         ...
 
+    def totals(self) -> dict[str, int | None]:
+        """What the index holds, for ``/metrics``: ``studies``, ``series``, ``instances`` and
+        ``bytes`` (of the stored objects); None for a figure the backend cannot count cheaply."""
+        ...
+
     def close(self) -> None: ...
 
 
