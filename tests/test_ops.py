@@ -148,9 +148,7 @@ def test_metrics_count_requests_stow_and_store(server: RunningServer) -> None:
     assert delta("webpacs_http_requests_total", method="GET", route=route, status="200") == 3
     assert delta("webpacs_http_requests_total", method="GET", route=route, status="404") == 1
     assert delta("webpacs_http_requests_total", method="GET", route="unmatched", status="404") == 1
-    assert (
-        delta("webpacs_http_request_duration_seconds_count", method="GET", route=route) == 4
-    )
+    assert delta("webpacs_http_request_duration_seconds_count", method="GET", route=route) == 4
     assert delta("webpacs_http_requests_total", method="POST", route="/dicomweb/studies",
                  status="200") == 2  # fmt: skip
     assert delta("webpacs_stow_instances_total", outcome="stored") == 2
