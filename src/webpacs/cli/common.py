@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -50,6 +51,13 @@ def setup_logging(verbose: int) -> None:
 def _apply(fmt: str) -> None:
     logs.configure(_logging.verbose, fmt)
     _logging.applied = fmt
+
+
+def quiet_change_log(verbose: int) -> None:
+    """For commands that store many files and print a summary (and a report) of them: the
+    change log's line per stored instance only with ``-v``."""
+    if verbose <= 0:
+        logging.getLogger("webpacs.ingest").setLevel(logging.WARNING)
 
 
 def log_format() -> str:

@@ -15,6 +15,7 @@ from webpacs.cli.common import (
     config_options,
     console,
     progress_bar,
+    quiet_change_log,
     settings_from,
     setup_logging,
 )
@@ -136,6 +137,7 @@ def build(
     from webpacs.static.tree import Tree
 
     setup_logging(verbose)
+    quiet_change_log(verbose)
     if bool(from_paths) != from_files:
         raise click.UsageError("give PATHS with --from (and only with --from)")
     tree = Tree(out)
