@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 HOST   ?= 127.0.0.1
 PORT   ?= 8042
 DATA   ?=
@@ -18,10 +19,17 @@ help:
 	@echo "make lint   - ruff check, ruff format --check, mypy"
 	@echo "make viewer - fetch OHIF 3 (npm @ohif/app) for the viewer that webpacs serve hosts at /viewer/"
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,samples,codecs]"
+# `make run` installs what serving needs (and the sample data); the test tools only come
+# with `make test`, `make lint` and `make bench`.
+$(RUN_STAMP): pyproject.toml
+	@echo "installing webpacs into $(VENV) (serving dependencies, codecs, sample data)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[samples,codecs]"
+	@touch $@
+
+$(STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,samples,codecs]"
 	touch $(STAMP)
 
 # pouchdb-server (a CouchDB-compatible server) for the CouchDB backend tests, project-local.
@@ -42,15 +50,16 @@ $(NPM_STAMP):
 OHIF_VERSION := 3.13.2
 OHIF_DIR := $(NPM_TOOLS)/node_modules/@ohif/app
 OHIF_STAMP := $(OHIF_DIR)/.webpacs-installed-$(OHIF_VERSION)
-$(OHIF_STAMP): | $(NPM_STAMP)
+$(OHIF_STAMP):
+	@mkdir -p $(NPM_TOOLS)
 	@if command -v npm >/dev/null 2>&1; then \
 		rm -rf $(NPM_TOOLS)/ohif-pack && mkdir -p $(NPM_TOOLS)/ohif-pack \
 		&& npm pack --silent --pack-destination $(NPM_TOOLS)/ohif-pack @ohif/app@$(OHIF_VERSION) >/dev/null \
 		&& rm -rf $(OHIF_DIR) && mkdir -p $(OHIF_DIR) \
 		&& tar -xzf $(NPM_TOOLS)/ohif-pack/ohif-app-$(OHIF_VERSION).tgz -C $(OHIF_DIR) --strip-components=1 \
 		&& rm -rf $(NPM_TOOLS)/ohif-pack && touch $@ \
-		|| echo "npm pack @ohif/app failed: the browser tests will be skipped"; \
-	else echo "npm not found: the browser tests will be skipped, /viewer/ is off"; fi
+		|| echo "npm pack @ohif/app failed: /viewer/ is off and the browser tests will be skipped"; \
+	else echo "npm not found: /viewer/ is off and the browser tests will be skipped"; fi
 
 # OHIF 2 (npm @ohif/viewer, pinned: its standalone dist/) for the OHIF 2 browser tests only.
 OHIF2_VERSION := 4.12.51
@@ -68,9 +77,10 @@ $(OHIF2_STAMP): | $(NPM_STAMP)
 
 viewer: $(OHIF_STAMP)
 
-run: $(STAMP)
-	$(BIN)/webpacs import --samples $(DATA_FLAG)
-	$(BIN)/webpacs serve --host $(HOST) --port $(PORT) $(DATA_FLAG)
+# The viewer is fetched when npm is there (else the server says how to get it).
+run: $(RUN_STAMP) $(OHIF_STAMP)
+	@$(BIN)/webpacs import --samples $(DATA_FLAG)
+	@$(BIN)/webpacs serve --host $(HOST) --port $(PORT) $(DATA_FLAG)
 
 # pytest exits 5 when it collected no test: that is a failure of the suite here.
 test: $(STAMP) $(NPM_STAMP) $(OHIF_STAMP) $(OHIF2_STAMP)

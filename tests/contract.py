@@ -270,6 +270,30 @@ class IndexContract(ReferenceContract, AnyAttributeContract):
         assert index.series_version(study, series) is None
         assert index.delete(study) == []
 
+    def test_totals(self, index: Index, blobs: Blobs) -> None:
+        """``/metrics``' store figures: each one either counts or is None (not counted)."""
+        before = index.totals()
+        study, series = generate_uid(), [generate_uid(), generate_uid()]
+        sizes = 0
+        for i in range(3):
+            data = make_instance(
+                {}, StudyInstanceUID=study, SeriesInstanceUID=series[i % 2],
+                SOPInstanceUID=generate_uid(),
+            )  # fmt: skip
+            result = ingest(index, blobs, data)
+            rec = index.get(result.sop_uid)
+            assert rec is not None
+            sizes += rec.size
+        after = index.totals()
+        assert after.keys() == {"studies", "series", "instances", "bytes"}
+        added = {"studies": 1, "series": 2, "instances": 3, "bytes": sizes}
+        for key, n in added.items():
+            if after[key] is not None:
+                assert after[key] == (before[key] or 0) + n, key
+        assert after["instances"] is not None  # every backend counts instances
+        index.delete(study)
+        assert index.totals()["instances"] == before["instances"]
+
     def test_study_summary_follows_newest_and_records_disagreement(
         self, index: Index, blobs: Blobs
     ) -> None:

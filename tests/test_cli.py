@@ -61,12 +61,23 @@ def test_import_samples(tmp_path: Path) -> None:
     out = run("import", "--samples", "--data-dir", str(tmp_path), "-j", "2")
     assert out.returncode == 0, out.stderr
     summary = re.search(
-        r"(\d+) files: (\d+) stored, (\d+) already present, (\d+) not stored", out.stderr
+        r"(\d+) files: (\d+) stored, (\d+) already present(?:, (\d+) repeated in the input)?,"
+        r" (\d+) not stored",
+        out.stderr,
     )
     assert summary, out.stderr
-    files, stored, present, failed = map(int, summary.groups())
-    assert stored > 100 and files == stored + present + failed
-    assert "DICOMDIR" in out.stderr  # failures are listed with their reason
+    files, stored, present, repeated, failed = (int(g or 0) for g in summary.groups())
+    assert stored > 100 and files == stored + present + repeated + failed
+    # an empty store has nothing "already present": the sample set's two byte-identical
+    # copies of other sample files are "repeated in the input"
+    assert present == 0 and repeated == 2
+    # a short summary: more than ten failures go to the report, which says where it is
+    assert "not stored /" not in out.stderr and len(out.stderr.strip().splitlines()) <= 4
+    report = tmp_path / "import-report.tsv"
+    assert f"every file's outcome and reason: {report}" in out.stderr
+    rows = [line.split("\t") for line in report.read_text().splitlines()[1:]]
+    assert len(rows) == files and sum(r[1] in ("failed", "conflict") for r in rows) == failed
+    assert any("DICOMDIR" in r[0] and r[2] for r in rows)  # failures with their reason
     again = run("import", "--samples", "--data-dir", str(tmp_path), "-j", "2")
     summary = re.search(r"(\d+) stored, (\d+) already present", again.stderr)
     assert summary and int(summary.group(1)) == 0 and int(summary.group(2)) >= stored

@@ -260,7 +260,8 @@ def test_config_show(tmp_path: Path) -> None:
     env["WEBPACS_COUCHDB_PASSWORD"] = "hunter2-secret"
     r = runner.invoke(main, ["config", "show", "-c", str(f)], env=env)
     lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if "│" in line}
-    assert "hunter2" not in r.output and "(set, not shown)" in lines["couchdb.password"]
+    assert "hunter2" not in r.output and "'***'" not in lines["couchdb.password"]
+    assert lines["couchdb.password"].split("│")[2].strip() == "***"
     assert "''" in lines["s3.secretAccessKey"]
     s = load(
         [f], environ={"WEBPACS_S3_SECRETACCESSKEY": "hunter2-secret"}, home=tmp_path, cwd=tmp_path
@@ -269,3 +270,29 @@ def test_config_show(tmp_path: Path) -> None:
     bad = write(tmp_path / "bad.json5", "{dimse: {nope: 1}}")
     r = runner.invoke(main, ["config", "show", "-c", str(bad)], env=env)
     assert r.exit_code == 2 and "dimse.nope" in r.output and str(bad) in r.output
+
+
+def test_config_show_masks_secrets_and_shows_the_data_directory(tmp_path: Path) -> None:
+    """``config show`` prints secrets as *** (also a password inside the PostgreSQL URL)
+    and the data directory really used (the default resolved, ``~`` expanded)."""
+    home = tmp_path / "home"
+    env = {
+        "COLUMNS": "250",
+        "HOME": str(home),
+        "XDG_DATA_HOME": "",
+        "WEBPACS_S3_SECRETACCESSKEY": "s3-secret-4711",
+        "WEBPACS_COUCHDB_PASSWORD": "couch-secret-4711",
+        "WEBPACS_POSTGRESQL_URL": "postgresql://pacs:pg-secret-4711@db.example:5432/webpacs",
+    }
+    runner = CliRunner()
+    r = runner.invoke(main, ["config", "show"], env=env)
+    assert r.exit_code == 0, r.output
+    assert "4711" not in r.output
+    lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if "│" in line}
+    value = {k: line.split("│")[2].strip() for k, line in lines.items()}
+    assert value["s3.secretAccessKey"] == "***" and value["couchdb.password"] == "***"
+    assert value["postgresql.url"] == "'postgresql://pacs:***@db.example:5432/webpacs'"
+    assert value["dataDir"] == repr(str(home / ".local/share/webpacs"))
+    r = runner.invoke(main, ["config", "show", "--data-dir", "~/pacs-data"], env=env)
+    lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if "│" in line}
+    assert lines["dataDir"].split("│")[2].strip() == repr(str(home / "pacs-data"))

@@ -119,3 +119,31 @@ def test_readme_curl_examples_run_on_the_sample_data(tmp_path: Path) -> None:
         assert (tmp_path / "ct.png").read_bytes()[:4] == b"\x89PNG"  # the rendered example
     finally:
         server.stop()
+
+
+def test_readme_dicomweb_client_example_runs_on_the_sample_data(tmp_path: Path) -> None:
+    """The dicomweb-client example, as written, runs against `make run`'s data."""
+    import subprocess
+    import sys
+
+    from tests.conftest import start_server
+
+    section = README.split("### dicomweb-client", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "DICOMwebClient" in code
+    data = tmp_path / "data"
+    subprocess.run(
+        [sys.executable, "-m", "webpacs", "import", "--samples", "--data-dir", str(data)],
+        check=True,
+        capture_output=True,
+    )
+    server = start_server(data)
+    try:
+        script = code.replace("http://127.0.0.1:8042/dicomweb", server.url)
+        script += "\nassert len(frames) == 1 and len(meta) >= 1\nprint('ran')\n"
+        out = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0 and "ran" in out.stdout, out.stderr
+    finally:
+        server.stop()

@@ -96,6 +96,12 @@ class ViewerSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    format: str = "text"  # or "json": one JSON object per line (also: --log-format)
+    access: bool = True  # one line per HTTP request (logger webpacs.access)
+
+
+@dataclass(frozen=True)
 class IngestSettings:
     conflict: str = "reject"  # or "overwrite"
     bulk_threshold: int = 1024
@@ -177,6 +183,7 @@ class AeEntry:
 SECTIONS: dict[str, type[DataclassInstance]] = {
     "server": ServerSettings,
     "viewer": ViewerSettings,
+    "log": LogSettings,
     "ingest": IngestSettings,
     "dimse": DimseSettings,
     "static": StaticSettings,
@@ -240,6 +247,7 @@ _CHOICES = {
     ("blobs",): tuple(BLOBS),
     ("ingest", "conflict"): ("reject", "overwrite"),
     ("proxy", "retrieve"): ("move", "get"),
+    ("log", "format"): ("text", "json"),
     ("ingest", "recompress"): tuple(RECOMPRESS_FAMILIES),  # each item of the list
 }
 for _service in SERVICES:
@@ -281,6 +289,7 @@ class Settings:
     proxy_ae: str = field(init=False)
     server: ServerSettings = field(init=False)
     viewer: ViewerSettings = field(init=False)
+    log: LogSettings = field(init=False)
     ingest: IngestSettings = field(init=False)
     dimse: DimseSettings = field(init=False)
     static: StaticSettings = field(init=False)

@@ -319,7 +319,7 @@ def commit(
         )
     if outcome is Outcome.REPLACED and other is not None and other.blob_key != rec.blob_key:
         drop(other.blob_key)
-        log.info("replaced instance %s (conflict policy: overwrite)", rec.sop_uid)
+    _log_change(outcome, rec)
     for note in prepared.warnings:
         log.info("%s: %s", rec.sop_uid, note)
     return IngestResult(
@@ -331,6 +331,20 @@ def commit(
         rec.transfer_syntax,
         prepared.warnings,
     )
+
+
+def _log_change(outcome: Outcome, rec: InstanceRecord) -> None:
+    """One line per change, with its UIDs (``study``/``series``/``sop`` fields in JSON)."""
+    uids = {"study": rec.study_uid, "series": rec.series_uid, "sop": rec.sop_uid}
+    if outcome is Outcome.DUPLICATE:
+        log.debug("already stored: instance %s", rec.sop_uid, extra=uids)
+        return
+    how = "stored" if outcome is Outcome.STORED else "replaced (conflict policy: overwrite)"
+    log.info(
+        "%s instance %s of series %s, study %s (%d bytes)",
+        how, rec.sop_uid, rec.series_uid, rec.study_uid, rec.size,
+        extra={**uids, "change": outcome.value},
+    )  # fmt: skip
 
 
 def collect_garbage(index: Index, blobs: Blobs, garbage: list[tuple[str, str]]) -> None:

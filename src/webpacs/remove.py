@@ -43,9 +43,13 @@ def forget(blobs: Blobs, records: list[InstanceRecord]) -> None:
     series and studies (rebuilt by the deriver if anything of them is left)."""
     for rec in records:
         blobs.delete(rec.blob_key)
+        log.info(
+            "deleted instance %s of series %s, study %s",
+            rec.sop_uid, rec.series_uid, rec.study_uid,
+            extra={"study": rec.study_uid, "series": rec.series_uid, "sop": rec.sop_uid,
+                   "change": "deleted"},
+        )  # fmt: skip
     for study, series in sorted({(r.study_uid, r.series_uid) for r in records}):
         metadata.drop_series(blobs, study, series)
     for study in sorted({r.study_uid for r in records}):
         metadata.drop_study(blobs, study)
-    if records:
-        log.debug("removed %d instance(s)", len(records))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
 import click
 from rich.table import Table
 
@@ -35,8 +38,26 @@ def show(
         if value is None and path[-1] in SHARED:
             shown = f"(inherits {path[-1]})"
         elif path in SECRETS:
-            shown = "(set, not shown)" if value else "''"
+            shown = "***" if value else "''"
+        elif path == ("dataDir",):
+            shown = repr(str(settings.data_dir))  # "" and "~" resolved: the directory used
         else:
-            shown = repr(value)
+            shown = repr(masked(value))
         table.add_row(".".join(path), shown, source)
     console.print(table)
+
+
+def masked(value: Any) -> Any:
+    """A URL's password as ``***`` (``postgresql://u:***@host/db``); other values as they are."""
+    if not isinstance(value, str) or "@" not in value or "://" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        password = parts.password
+    except ValueError:
+        return value
+    if not password:
+        return value
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from webpacs.cli.common import config_options, console, settings_from, setup_logging
+from webpacs.cli.common import UserPath, config_options, console, settings_from, setup_logging
 from webpacs.deid.profile import OPTIONS
 from webpacs.errors import WebpacsError
 
@@ -26,13 +26,13 @@ from webpacs.errors import WebpacsError
 @click.option("--new-study", is_flag=True, help="Store a de-identified copy; keep the original.")
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=UserPath(file_okay=False, path_type=Path),
     help="Write Part 10 files under this directory; the store is untouched.",
 )
 @click.option(
     "--static",
     "static_root",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=UserPath(file_okay=False, path_type=Path),
     help="Write a static DICOMweb tree here; the store is untouched.",
 )
 @click.option("--patient-id", help="The pseudonym for PatientID and PatientName.")

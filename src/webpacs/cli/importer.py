@@ -12,11 +12,19 @@ from typing import Any
 
 import click
 
-from webpacs.cli.common import config_options, console, progress_bar, settings_from, setup_logging
+from webpacs.cli.common import (
+    UserPath,
+    config_options,
+    console,
+    progress_bar,
+    quiet_change_log,
+    settings_from,
+    setup_logging,
+)
 from webpacs.config import Settings, isolated
 from webpacs.errors import Conflict, WebpacsError
 from webpacs.ingest import IngestResult, Prepared, commit_many, prepare
-from webpacs.storage.base import Blobs
+from webpacs.storage.base import Blobs, Outcome
 from webpacs.storage.registry import open_store
 
 _blobs: Blobs | None = None
@@ -75,20 +83,32 @@ def _prepare(path: str) -> tuple[str, Prepared | None, str | None]:
         return path, None, f"cannot read: {e}"
 
 
+#: Failures listed on the terminal; with more, the report file names them all.
+MAX_LISTED = 10
+#: Where ``webpacs import`` writes every file's outcome when it does not list them all.
+REPORT_NAME = "import-report.tsv"
+
+
 def run_import(
     settings: Settings,
     files: list[Path],
     jobs: int,
     show: bool = True,
     failures: list[tuple[str, str]] | None = None,
+    report: list[tuple[str, str, str]] | None = None,
 ) -> Counter[str]:
     """Import ``files`` (parsed by ``jobs`` processes, committed here); returns counts by
-    outcome. Failures (path, reason) are appended to ``failures`` when it is given, else
-    printed (with ``show``)."""
+    outcome: ``stored``, ``replaced``, ``duplicate`` (stored before this import), ``repeated``
+    (the same instance as a file earlier in this import), ``conflict``, ``failed``.
+
+    Failures (path, reason) are appended to ``failures`` and every file's (path, outcome,
+    reason) to ``report`` when they are given.
+    """
     st = open_store(settings)
     counts: Counter[str] = Counter()
-    collect = failures is not None
     failures = failures if failures is not None else []
+    report = report if report is not None else []
+    stored_now: set[str] = set()  # SOP Instance UIDs this import stored
     progress, start, step = progress_bar("import", "files", show)
     try:
         with (
@@ -106,10 +126,17 @@ def run_import(
                 )
                 for (path, _), result in zip(batch, results, strict=True):
                     if isinstance(result, IngestResult):
-                        counts[result.outcome.value] += 1
+                        outcome = result.outcome.value
+                        if result.outcome is Outcome.DUPLICATE and result.sop_uid in stored_now:
+                            outcome = "repeated"
+                        stored_now.add(result.sop_uid)
+                        reason = ""
                     else:
-                        counts["conflict" if isinstance(result, Conflict) else "failed"] += 1
-                        failures.append((path, str(result)))
+                        outcome = "conflict" if isinstance(result, Conflict) else "failed"
+                        reason = str(result)
+                        failures.append((path, reason))
+                    counts[outcome] += 1
+                    report.append((path, outcome, reason))
                     step()
                 batch.clear()
 
@@ -120,17 +147,30 @@ def run_import(
             flush()
     finally:
         st.close()
-    if show and not collect:
-        for path, reason in failures:
-            console.print(f"[red]not stored[/] {path}: {reason}", soft_wrap=True, highlight=False)
     return counts
+
+
+def write_report(path: Path, report: list[tuple[str, str, str]]) -> None:
+    """Every file's outcome, one per line: ``path<TAB>outcome<TAB>reason`` (with a header)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["path\toutcome\treason"]
+    lines += ["\t".join(" ".join(f.split()) for f in row) for row in report]
+    path.write_text("\n".join(lines) + "\n")
 
 
 @click.command("import")
 @config_options
-@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=UserPath(path_type=Path))
 @click.option("--samples", is_flag=True, help="Import the sample studies bundled with pydicom.")
 @click.option("-j", "--jobs", type=int, default=None, help="Parallel parsers [default: cores].")
+@click.option(
+    "--report",
+    "report_file",
+    type=UserPath(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"Write every file's outcome here (TSV). [default: DATADIR/{REPORT_NAME} when more"
+    f" than {MAX_LISTED} files are not stored]",
+)
 def import_(
     config_files: tuple[str, ...],
     data_dir: str | None,
@@ -138,27 +178,44 @@ def import_(
     paths: tuple[Path, ...],
     samples: bool,
     jobs: int | None,
+    report_file: Path | None,
 ) -> None:
     """Store DICOM files (recursively) through the one write path.
 
-    Prints a summary of stored / already present / failed files with each failure's
-    reason; exits 1 when something failed (with --samples, only when nothing was stored,
-    since the sample set holds deliberately invalid files and same-UID variants).
+    Prints a summary of stored / already present / failed files. Up to ten failures are
+    listed with their reason; with more, the summary names the report file that lists
+    every file's outcome (--report chooses it, and writes it in any case). Exits 1 when
+    something failed (with --samples, only when nothing was stored, since the sample set
+    holds deliberately invalid files and same-UID variants).
     """
     setup_logging(verbose)
+    quiet_change_log(verbose)
     settings = settings_from(config_files, {"dataDir": data_dir})
     roots = list(paths) + (sample_paths() if samples else [])
     if not roots:
         raise click.UsageError("give PATH(s) to import, or --samples")
     files = list(iter_files(roots))
-    counts = run_import(settings, files, jobs or os.cpu_count() or 1, show=True)
+    report: list[tuple[str, str, str]] = []
+    counts = run_import(settings, files, jobs or os.cpu_count() or 1, show=True, report=report)
     stored = counts["stored"] + counts["replaced"]
     failed = counts["failed"] + counts["conflict"]
+    if report_file is None and failed > MAX_LISTED:
+        report_file = settings.data_dir / REPORT_NAME
+    if failed <= MAX_LISTED:
+        for path, outcome, reason in report:
+            if outcome in ("failed", "conflict"):
+                console.print(
+                    f"[red]not stored[/] {path}: {reason}", soft_wrap=True, highlight=False
+                )
+    repeated = f", {counts['repeated']} repeated in the input" if counts["repeated"] else ""
     console.print(
         f"[bold]{len(files)}[/] files: [green]{stored} stored[/],"
-        f" {counts['duplicate']} already present, [red]{failed} not stored[/]"
+        f" {counts['duplicate']} already present{repeated}, [red]{failed} not stored[/]"
         f" ({counts['conflict']} conflicting with a stored instance)",
         soft_wrap=True,
     )
+    if report_file is not None:
+        write_report(report_file, report)
+        console.print(f"every file's outcome and reason: {report_file}", soft_wrap=True)
     if (failed and not samples) or (samples and stored + counts["duplicate"] == 0):
         sys.exit(1)

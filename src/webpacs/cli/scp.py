@@ -10,6 +10,7 @@ from types import FrameType
 import click
 
 from webpacs.cli.common import config_options, console, settings_from, setup_logging
+from webpacs.cli.workers import cannot_listen
 from webpacs.dimse import start_scp
 from webpacs.errors import ConfigError
 
@@ -37,13 +38,14 @@ def scp(
         config_files,
         {"dimse": {"dataDir": data_dir, "host": host, "port": port, "aeTitle": ae_title}},
     )
+    view = settings.for_service("dimse")
     try:
         handle = start_scp(settings)
     except ConfigError as e:
         raise click.UsageError(str(e)) from e
     except OSError as e:
-        raise click.ClickException(f"cannot listen on {host}:{port}: {e}") from e
-    view = settings.for_service("dimse")
+        d = view.dimse
+        raise SystemExit(cannot_listen(d.host, d.port, "DIMSE", e)) from None
     console.print(f"[bold]webpacs[/] data in {view.data_dir}")
     console.print(f"DIMSE SCP [bold]{view.dimse.ae_title}[/] on {handle.host}:{handle.port}")
     stop = threading.Event()

@@ -1,19 +1,25 @@
-"""``webpacs serve``: the DICOMweb server."""
+"""``webpacs serve``: the DICOMweb server (and the DIMSE SCP, in the supervising process)."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from typing import Any
 
 import click
 import uvicorn
+from rich.text import Text
 
-from webpacs.cli import workers
-from webpacs.cli.common import config_options, console, settings_from, setup_logging
-from webpacs.config import ServerSettings
-from webpacs.dimse import start_scp
+from webpacs.cli import workers as supervisor
+from webpacs.cli.common import config_options, console, log_format, settings_from, setup_logging
+from webpacs.config import ServerSettings, Settings
+from webpacs.dimse import ScpHandle, start_scp
+from webpacs.errors import ConfigError
 from webpacs.web import factory
 from webpacs.web.viewer import ohif_dist
+
+log = logging.getLogger("webpacs.serve")
 
 
 @click.command()
@@ -31,50 +37,79 @@ def serve(
     workers: int | None,
     dimse: bool,
 ) -> None:
-    """Serve DICOMweb (QIDO-RS, WADO-RS, WADO-URI, STOW-RS) from the store."""
+    """Serve DICOMweb (QIDO-RS, WADO-RS, WADO-URI, STOW-RS) from the store.
+
+    Both ports are checked before anything starts: one that is taken ends the command with
+    one line saying which (exit status 1). The URLs are printed last.
+    """
     setup_logging(verbose)
     flags = {"dataDir": data_dir, "server": {"host": host, "port": port, "workers": workers}}
     settings = settings_from(config_files, flags)
     srv = settings.server
-    base = f"http://{srv.host}:{srv.port}{srv.root_path.rstrip('/')}"
-    console.print(
-        f"[bold]webpacs[/] data in {settings.for_service('server').data_dir}", soft_wrap=True
-    )
-    console.print(f"DICOMweb: [bold]{base}[/]  (QIDO: {base}/studies)", soft_wrap=True)
-    console.print(f"WADO-URI: {base}/wado", soft_wrap=True)
+    n = _workers(srv.workers)
+    if n is not None and srv.port == 0:
+        raise SystemExit("port 0 (any free port) needs a single worker: set --port or --workers 1")
+    supervisor.check_free(srv.host, srv.port, "HTTP")
+    os.environ[factory.LAYERS_ENV] = factory.layers(config_files, flags)
+    # every process writes its metrics where /metrics, in any of them, reads them all
+    with supervisor.shared_metrics() if n is not None else contextlib.nullcontext():
+        scp = _start_dimse(settings) if dimse else None
+        try:
+            _print_urls(settings, scp)
+            _run(srv, verbose, n)
+        finally:
+            if scp is not None:
+                scp.shutdown()
+
+
+def _start_dimse(settings: Settings) -> ScpHandle:
+    """The DIMSE SCP in this process (see ``webpacs scp``), or exit with one line."""
+    d = settings.dimse
+    try:
+        return start_scp(settings)
+    except ConfigError as e:
+        raise click.UsageError(str(e)) from e
+    except OSError as e:
+        raise SystemExit(supervisor.cannot_listen(d.host, d.port, "DIMSE", e)) from None
+
+
+def _print_urls(settings: Settings, scp: ScpHandle | None) -> None:
+    srv = settings.server
+    origin = f"http://{srv.host}:{srv.port}"
+    base = f"{origin}{srv.root_path.rstrip('/')}"
+
+    def say(text: str) -> None:  # JSON logs stay JSON lines: the banner is a log record then
+        if log_format() == "json":
+            log.info("%s", Text.from_markup(text).plain)
+        else:
+            console.print(text, soft_wrap=True, highlight=False)
+
+    say(f"[bold]webpacs[/] data in {settings.for_service('server').data_dir}")
+    say(f"DICOMweb: [bold]{base}[/]  (QIDO: {base}/studies)")
+    say(f"WADO-URI: {base}/wado")
     dist, why_not = ohif_dist(settings)
     if dist is not None:
-        console.print(
-            f"Viewer: [bold]http://{srv.host}:{srv.port}/viewer/[/] (OHIF 3)", soft_wrap=True
-        )
+        say(f"Viewer: [bold]{origin}/viewer/[/] (OHIF 3)")
     elif why_not:
-        console.print(f"Viewer: off ({why_not})", soft_wrap=True)
-    os.environ[factory.LAYERS_ENV] = factory.layers(config_files, flags)
-    scp = start_scp(settings) if dimse else None  # DIMSE SCP in this process (see webpacs scp)
+        say(f"Viewer: off ({why_not})")
+    say(f"Operations: {origin}/healthz {origin}/readyz {origin}/metrics, API: {origin}/docs")
     if scp is not None:
-        d = settings.dimse
-        console.print(f"DIMSE: AE {d.ae_title} on {d.host}:{scp.port}", soft_wrap=True)
-    try:
-        _run(srv, verbose)
-    finally:
-        if scp is not None:
-            scp.shutdown()
+        say(f"DIMSE: AE {settings.dimse.ae_title} on {scp.host}:{scp.port}")
 
 
-def _run(srv: ServerSettings, verbose: int) -> None:
+def _run(srv: ServerSettings, verbose: int, n: int | None) -> None:
     options: dict[str, Any] = {
-        "log_level": "info" if verbose >= 0 else "warning",
-        "access_log": verbose > 0,
+        "log_config": None,  # our handlers (webpacs.cli.logs); the access log is webpacs.access
+        "access_log": False,
         "http": "webpacs.web.nodelay:NoDelayHTTPProtocol",
     }
-    n = _workers(srv.workers)
-    if n is not None and workers.supported():
-        workers.run(srv.host, srv.port, n, options)
+    if n is not None and supervisor.supported():
+        supervisor.run(srv.host, srv.port, n, options, (verbose, log_format()))
         return
-    uvicorn.run(workers.APP, factory=True, host=srv.host, port=srv.port, workers=n, **options)
+    uvicorn.run(supervisor.APP, factory=True, host=srv.host, port=srv.port, workers=n, **options)
 
 
 def _workers(configured: int) -> int | None:
-    """uvicorn's ``workers``: ``None`` (serve in this process) for one, cores for 0."""
+    """The number of worker processes: ``None`` (serve in this process) for one, cores for 0."""
     n = configured if configured > 0 else (os.cpu_count() or 1)
     return n if n > 1 else None

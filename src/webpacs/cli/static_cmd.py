@@ -10,7 +10,15 @@ from typing import Any
 
 import click
 
-from webpacs.cli.common import config_options, console, progress_bar, settings_from, setup_logging
+from webpacs.cli.common import (
+    UserPath,
+    config_options,
+    console,
+    progress_bar,
+    quiet_change_log,
+    settings_from,
+    setup_logging,
+)
 from webpacs.config import Settings
 from webpacs.errors import WebpacsError
 from webpacs.pixels.families import RECOMPRESS_FAMILIES, recompress_syntaxes
@@ -36,7 +44,14 @@ def static() -> None:
 
 @static.command()
 @config_options
-@click.option("--out", "-o", default=DEFAULT_OUT, show_default=True, help="Tree directory.")
+@click.option(
+    "--out",
+    "-o",
+    default=DEFAULT_OUT,
+    show_default=True,
+    type=UserPath(file_okay=False),
+    help="Tree directory.",
+)
 @click.option("--study", "studies", multiple=True, help="Only this study (repeatable).")
 @click.option(
     "--from",
@@ -44,7 +59,7 @@ def static() -> None:
     is_flag=True,
     help="Build straight from the Part 10 PATHS (files or directories), not from the store.",
 )
-@click.argument("from_paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.argument("from_paths", nargs=-1, type=UserPath(exists=True, path_type=Path))
 @click.option("--dedup", is_flag=True, help="Also write the deduplicated metadata form.")
 @click.option("--incremental", is_flag=True, help="Only studies changed since the last build.")
 @click.option("--watch", is_flag=True, help="Keep following the change feed.")
@@ -122,6 +137,7 @@ def build(
     from webpacs.static.tree import Tree
 
     setup_logging(verbose)
+    quiet_change_log(verbose)
     if bool(from_paths) != from_files:
         raise click.UsageError("give PATHS with --from (and only with --from)")
     tree = Tree(out)
@@ -223,7 +239,7 @@ def _summary(report: Any, verbose: int) -> None:
 
 
 @static.command()
-@click.argument("root", type=click.Path(exists=True, file_okay=False), default=DEFAULT_OUT)
+@click.argument("root", type=UserPath(exists=True, file_okay=False), default=DEFAULT_OUT)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, default=8043, show_default=True, help="HTTP port.")
 def serve(root: str, host: str, port: int) -> None:
@@ -237,7 +253,7 @@ def serve(root: str, host: str, port: int) -> None:
 
 
 @static.command("nginx-config")
-@click.argument("root", type=click.Path(exists=True, file_okay=False), default=DEFAULT_OUT)
+@click.argument("root", type=UserPath(exists=True, file_okay=False), default=DEFAULT_OUT)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=int, default=8080, show_default=True, help="HTTP port.")
 @click.option(
@@ -256,7 +272,7 @@ def nginx_config(root: str, host: str, port: int, server_only: bool) -> None:
 
 
 @static.command()
-@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.argument("root", type=UserPath(exists=True, file_okay=False))
 @click.argument("url")
 @click.option("--endpoint-url", default=None, help="S3-compatible endpoint (default: AWS).")
 @click.option("--delete", is_flag=True, help="Remove remote objects the tree no longer has.")
@@ -278,10 +294,10 @@ def deploy(root: str, url: str, endpoint_url: str | None, delete: bool) -> None:
 
 
 @static.command()
-@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.argument("root", type=UserPath(exists=True, file_okay=False))
 @click.option("--study", required=True, help="Study Instance UID.")
 @click.option("--series", default=None, help="Only this series.")
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Output dir.")
+@click.option("--out", "-o", required=True, type=UserPath(file_okay=False), help="Output dir.")
 def export(root: str, study: str, series: str | None, out: str) -> None:
     """Rebuild Part 10 files (OUT/<study>/<series>/<sop>.dcm) from a tree."""
     from webpacs.static.export import export as run

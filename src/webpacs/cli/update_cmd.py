@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from webpacs.cli.common import config_options, console, settings_from, setup_logging
+from webpacs.cli.common import UserPath, config_options, console, settings_from, setup_logging
 from webpacs.core import modify
 from webpacs.errors import WebpacsError
 from webpacs.update import Change
@@ -32,7 +32,7 @@ from webpacs.update import Change
 @click.option(
     "--file",
     "spec",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=UserPath(exists=True, dir_okay=False, path_type=Path),
     help="Several updates from a JSON5 or CSV file (see the README).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")

@@ -8,23 +8,32 @@ spreads new connections over the processes instead. Linux only; elsewhere ``serv
 keeps uvicorn's workers.
 
 The supervisor (this process) checks that the port is free, starts the workers, stops
-them all on SIGINT/SIGTERM, and stops the rest (exit status 1) when one dies.
+them all on SIGINT/SIGTERM, and stops the rest (exit status 1) when one dies. Each worker
+configures logging as the supervisor did (spawned processes inherit no handler), and
+``shared_metrics`` gives them one ``PROMETHEUS_MULTIPROC_DIR`` (``webpacs.metrics``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
 
 import uvicorn
+
+from webpacs.cli import logs
+from webpacs.metrics import MULTIPROC_ENV
 
 log = logging.getLogger("webpacs.serve")
 
@@ -52,22 +61,57 @@ def _bind(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, options: dict[str, Any]) -> None:
+def cannot_listen(host: str, port: int, what: str, error: OSError) -> str:
+    """The one-line message of a port that cannot be listened on (HTTP or DIMSE)."""
+    return f"cannot listen on {host}:{port} ({what}): {error.strerror or error}"
+
+
+def check_free(host: str, port: int, what: str = "HTTP") -> None:
+    """Exit (status 1, one line) when ``port`` cannot be listened on; port 0 always can."""
+    if port == 0:
+        return
+    try:  # a plain bind fails if anything holds the port, even another SO_REUSEPORT group
+        _bind(host, port, reuse_port=False).close()
+    except OSError as e:
+        raise SystemExit(cannot_listen(host, port, what, e)) from None
+
+
+@contextlib.contextmanager
+def shared_metrics() -> Iterator[None]:
+    """A fresh ``PROMETHEUS_MULTIPROC_DIR`` for this process and the workers it starts
+    (removed afterwards); an operator's own setting of it is kept as it is."""
+    if os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    path = tempfile.mkdtemp(prefix="webpacs-metrics-")
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _worker(host: str, port: int, options: dict[str, Any], logging_setup: tuple[int, str]) -> None:
+    logs.configure(*logging_setup)
     sock = _bind(host, port, reuse_port=True)
     sock.listen(BACKLOG)
     config = uvicorn.Config(APP, factory=True, host=host, port=port, backlog=BACKLOG, **options)
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def run(host: str, port: int, workers: int, options: dict[str, Any]) -> None:
+def run(
+    host: str,
+    port: int,
+    workers: int,
+    options: dict[str, Any],
+    logging_setup: tuple[int, str] = (0, "text"),
+) -> None:
     """Serve with ``workers`` processes; returns when they are stopped (SystemExit(1) if
-    one died on its own)."""
+    one died on its own). ``logging_setup`` is ``logs.configure``'s (verbosity, format)."""
     if port == 0:
         raise SystemExit("port 0 (any free port) needs a single worker: set --port or --workers 1")
-    try:  # a plain bind fails if anything holds the port, even another SO_REUSEPORT group
-        _bind(host, port, reuse_port=False).close()
-    except OSError as e:
-        raise SystemExit(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    check_free(host, port)
     ctx = multiprocessing.get_context("spawn")
     procs: list[BaseProcess] = []
     stopping = False
@@ -79,9 +123,9 @@ def run(host: str, port: int, workers: int, options: dict[str, Any]) -> None:
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         for _ in range(workers):
-            procs.append(ctx.Process(target=_worker, args=(host, port, options)))
+            procs.append(ctx.Process(target=_worker, args=(host, port, options, logging_setup)))
             procs[-1].start()
-        log.info("%d worker processes on %s:%d (SO_REUSEPORT)", workers, host, port)
+        log.debug("%d worker processes on %s:%d (SO_REUSEPORT)", workers, host, port)
         while not stopping:
             for proc in procs:
                 if not proc.is_alive():

@@ -117,11 +117,24 @@ def read_gz_json(path: Path) -> Any:
     return orjson.loads(gzip.decompress(path.read_bytes()))
 
 
+def _file_mode() -> int:
+    """What ``open()`` would give a new file: 0666 less the umask (0644 under 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 class Tree:
-    """A static DICOMweb tree on disk; writes are temp file + rename."""
+    """A static DICOMweb tree on disk; writes are temp file + rename.
+
+    Files get the mode a plain ``open()`` would give them (0644 under the usual umask), not
+    ``mkstemp``'s 0600: a web server's workers run as another user (nginx's ``nobody``)
+    and must read them; directories are 0755 likewise.
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser()
+        self._mode = _file_mode()
         self.root.mkdir(parents=True, exist_ok=True)
         self._tmp = self.root / TMP_DIR
         self._tmp.mkdir(exist_ok=True)
@@ -146,6 +159,7 @@ class Tree:
             self._dirs.add(target.parent)
         fd, tmp = tempfile.mkstemp(dir=self._tmp)
         try:
+            os.fchmod(fd, self._mode)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, target)

@@ -149,6 +149,11 @@ class Index(Protocol):
         """Take a label off; whether it was there. ``NotFound`` when not stored."""
         ...
 
+    def totals(self) -> dict[str, int | None]:
+        """What the index holds, for ``/metrics``: ``studies``, ``series``, ``instances`` and
+        ``bytes`` (of the stored objects); None for a figure the backend cannot count cheaply."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -350,6 +350,14 @@ class Tables:
         ).fetchall()
         return [Change(*r) for r in found]
 
+    def totals(self, db: Db) -> dict[str, int | None]:
+        row = self._x(
+            db,
+            "SELECT (SELECT count(*) FROM studies), (SELECT count(*) FROM series),"
+            " count(*), coalesce(sum(size), 0) FROM instances",
+        ).fetchone()
+        return dict(zip(("studies", "series", "instances", "bytes"), map(int, row), strict=True))
+
     def metadata(self, db: Db, sops: list[str]) -> dict[str, rows.Json]:
         out: dict[str, rows.Json] = {}
         for i in range(0, len(sops), 500):
@@ -473,6 +481,9 @@ class TablesReads(abc.ABC):
 
     def changes(self, since: int = 0, limit: int = 1000) -> list[Change]:
         return self._reading(self.tables.changes, since, limit)
+
+    def totals(self) -> dict[str, int | None]:
+        return self._reading(self.tables.totals)
 
     def metadata(self, sop_uids: list[str]) -> dict[str, rows.Json]:
         """DICOM JSON of instances by SOP Instance UID (the representative ones of a page)."""

@@ -20,8 +20,11 @@ from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
 from webpacs.web import (
+    capabilities,
     delete,
     manage,
+    openapi,
+    ops,
     qido,
     remote,
     rendered,
@@ -34,6 +37,7 @@ from webpacs.web import (
 from webpacs.web.common import path_uids, settings, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 from webpacs.web.labels import routes as label_routes
+from webpacs.web.observe import Observe
 
 log = logging.getLogger("webpacs.web")
 
@@ -86,19 +90,21 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         *remote.routes,
     ]
     root = settings.server.root_path.rstrip("/")
-    routes: list[Route | Mount] = [Route("/", home), *viewer.routes(settings)]
+    routes: list[Route | Mount] = [Route("/", home), *ops.routes, *openapi.routes]
+    routes += [*capabilities.routes(root), *viewer.routes(settings)]
     routes += [Mount(root, routes=dicomweb)] if root else dicomweb
     app = Starlette(
         routes=routes,
         exception_handlers={WebpacsError: handle_webpacs_error, Exception: handle_unexpected},
         middleware=[
+            Middleware(Observe, access_log=settings.log.access),
             Middleware(
                 CORSMiddleware,
                 allow_origins=["*"],
                 allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
                 allow_headers=["*"],
                 expose_headers=["ETag", "Warning", "Content-Location"],
-            )
+            ),
         ],
         lifespan=lifespan,
     )

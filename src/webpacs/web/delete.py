@@ -21,10 +21,10 @@ async def delete(request: Request) -> Response:
     study, series, sop = path_uids(request)
     assert study is not None
     n = len(await threaded(remove, store(request), study, series, sop))
+    what = f"instance {sop}" if sop else f"series {series}" if series else f"study {study}"
     if n == 0:
-        what = f"instance {sop}" if sop else f"series {series}" if series else f"study {study}"
         raise NotFound(f"{what} not found")
-    log.info("deleted %d instance(s) of %s", n, request.url.path)
+    log.info("DELETE of %s: %d instance(s) deleted", what, n)
     return Response(status_code=204)
 
 

@@ -8,6 +8,7 @@ request stores nothing. Each instance then goes through ``ingest``.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from tempfile import SpooledTemporaryFile
 from typing import Any
@@ -17,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from webpacs import errors
+from webpacs import errors, metrics
 from webpacs.core import part10
 from webpacs.core.media import DICOM, DICOM_JSON
 from webpacs.core.multipart import parse_media_type
@@ -39,6 +40,9 @@ class _Body:
     def read(self) -> bytes:
         self.file.seek(0)
         return self.file.read()
+
+    def size(self) -> int:
+        return self.file.seek(0, 2)
 
 
 @dataclass
@@ -137,6 +141,7 @@ async def store_instances(request: Request) -> Response:
     study, _, _ = path_uids(request)
     limit = settings(request).server.max_body_bytes
     media_type, bodies = await _spool(request, limit)
+    received = sum(b.size() for b in bodies)
     try:
         if media_type not in (DICOM, DICOM_JSON, ""):
             raise errors.UnsupportedMediaType(
@@ -181,6 +186,8 @@ async def store_instances(request: Request) -> Response:
         body["00081198"] = {"vr": "SQ", "Value": failed}
     if referenced:
         body["00081199"] = {"vr": "SQ", "Value": referenced}
+    outcomes = Counter(r.outcome.value for r in results if isinstance(r, IngestResult))
+    metrics.stow({**outcomes, "failed": len(failed)}, received)
     status = 200 if not failed else 202 if referenced else 409
     headers = {"Warning": warning_header(request, messages[0])} if messages else {}
     return Response(orjson.dumps(body), status_code=status, media_type=DICOM_JSON, headers=headers)

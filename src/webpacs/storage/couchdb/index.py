@@ -447,3 +447,9 @@ class CouchIndex:
 
     def search(self, query: Query) -> SearchResult:
         return self.searcher.search(query, self.ref_reads)
+
+    def totals(self) -> dict[str, int | None]:
+        """Instances from the ``agg`` view's reduction; the other figures would need a view
+        of their own (or a walk), so they are left out."""
+        count = self.searcher.instance_count()
+        return {"studies": None, "series": None, "instances": count, "bytes": None}

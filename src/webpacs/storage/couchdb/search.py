@@ -126,6 +126,11 @@ class Searcher:
         )  # fmt: skip
         return rows[0]["doc"] if rows else None
 
+    def instance_count(self) -> int:
+        """Instances in the database (the ``agg`` view reduced to one row)."""
+        rows = self._view("agg")
+        return int(rows[0]["value"]["count"]) if rows else 0
+
     def series_stats(self, study: str, series: str) -> dict[str, Any] | None:
         """``_stats`` of the instances' version hashes in one series, or None if empty."""
         rows = self._view(
