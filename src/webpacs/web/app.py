@@ -20,11 +20,13 @@ from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
 from webpacs.web import (
+    browser,
     delete,
     manage,
     qido,
     remote,
     rendered,
+    send,
     stow,
     thumbnail,
     viewer,
@@ -82,9 +84,11 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         Route("/webpacs/studies/{study}/conflicts", conflicts, methods=["GET"]),
         *manage.routes,
         *remote.routes,
+        *send.routes,
+        *browser.api_routes,
     ]
     root = settings.server.root_path.rstrip("/")
-    routes: list[Route | Mount] = [Route("/", home), *viewer.routes(settings)]
+    routes: list[Route | Mount] = [*browser.routes(home), *viewer.routes(settings)]
     routes += [Mount(root, routes=dicomweb)] if root else dicomweb
     app = Starlette(
         routes=routes,
