@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from pathlib import Path
 
-from pydicom.datadict import DicomDictionary
-from pydicom.uid import UID_dictionary
+from pydicom import datadict
+from pydicom import uid as uids
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -60,9 +60,12 @@ def page_html(root: str) -> bytes:
 def dictionary_gz() -> bytes:
     """Keywords by tag (``"00100010": "PatientName"``) and names of SOP Classes and
     transfer syntaxes by UID, gzip'd (the data dictionaries pydicom ships)."""
-    tags = {f"{tag:08X}": entry[4] for tag, entry in DicomDictionary.items() if entry[4]}
-    uids = {uid: entry[0] for uid, entry in UID_dictionary.items() if entry[1] in _UID_KINDS}
-    body = json.dumps({"tags": tags, "uids": uids}, separators=(",", ":")).encode()
+    # pydicom's dictionaries (public names, not re-exported for type checkers)
+    tag_table = datadict.DicomDictionary  # type: ignore[attr-defined]
+    uid_table = uids.UID_dictionary  # type: ignore[attr-defined]
+    tags = {f"{tag:08X}": entry[4] for tag, entry in tag_table.items() if entry[4]}
+    names = {uid: entry[0] for uid, entry in uid_table.items() if entry[1] in _UID_KINDS}
+    body = json.dumps({"tags": tags, "uids": names}, separators=(",", ":")).encode()
     return gzip.compress(body, 6, mtime=0)
 
 
