@@ -20,7 +20,7 @@ function sendPanel(study, settings) {
   if (!settings.aes.length) return null;
   const select = h('select', { 'aria-label': 'Destination AE' },
     settings.aes.map((ae) => h('option', { value: ae.name },
-      `${ae.name} — ${ae.title}@${ae.host}:${ae.port}${ae.description ? ` (${ae.description})` : ''}`)));
+      `${ae.name}${ae.description ? ` (${ae.description})` : ''} — ${ae.title}@${ae.host}:${ae.port}`)));
   const bar = progressBar(0);
   const status = h('span.send-status', {}, '');
   const failures = h('ul.failures');

@@ -1,8 +1,8 @@
 // Upload: files and folders, dropped or chosen, each stored by its own STOW-RS request (a few
 // at a time), with its progress and, when the server refuses it, the reason in words.
 
-import { stow } from './api.js';
-import { TAG, bytes, failureReason, statusHex, text, warningText } from './dicom.js';
+import { qido, stow } from './api.js';
+import { TAG, bytes, date, failureReason, statusHex, text, warningText } from './dicom.js';
 import { h, progressBar, setProgress, show } from './dom.js';
 
 const PARALLEL = 3;
@@ -52,10 +52,21 @@ export function outcome(result) {
   return ['failed', `The server answered ${result.status}${why ? `: ${why}` : ''}`, null];
 }
 
+/** A link to a study the files went into, named by patient, description and date. */
+function studyLink(uid) {
+  const link = h('a', { href: `#/studies/${uid}`, dataset: { study: uid } }, `Study ${uid}`);
+  qido('studies', { StudyInstanceUID: uid }).then(([study]) => {
+    if (!study) return;
+    const what = [text(study, 'PatientName') || '(no name)', text(study, 'StudyDescription'), date(text(study, 'StudyDate'))];
+    link.textContent = what.filter(Boolean).join(' — ');
+  }).catch(() => { /* the UID is name enough */ });
+  return h('li', {}, link);
+}
+
 export function uploadView() {
   const rows = h('tbody');
   const summary = h('p.summary', { id: 'upload-summary' }, 'No files yet.');
-  const studies = h('ul.study-links');
+  const studies = h('ul.study-links', { 'aria-label': 'Studies the files went into' });
   const table = h('table.grid.compact.upload-table', { hidden: true },
     h('thead', {}, h('tr', {}, ['File', 'Size', 'Progress', 'Result'].map((c) => h('th', {}, c)))), rows);
   const counts = { total: 0, stored: 0, failed: 0, running: 0 };
@@ -84,7 +95,7 @@ export function uploadView() {
           counts[kind] += 1;
           if (study && !seenStudies.has(study)) {
             seenStudies.add(study);
-            studies.append(h('li', {}, h('a', { href: `#/studies/${study}` }, `Open study ${study}`)));
+            studies.append(studyLink(study));
           }
         } catch (e) {
           job.row.dataset.outcome = 'failed';
@@ -101,7 +112,8 @@ export function uploadView() {
   };
 
   const add = (items) => {
-    const files = items.filter(({ path }) => !SKIPPED.test(path));
+    const files = items.filter(({ path }) => !SKIPPED.test(path))
+      .sort((a, b) => a.path.localeCompare(b.path, undefined, { numeric: true }));
     if (!files.length) return;
     table.hidden = false;
     for (const { file, path } of files) {
