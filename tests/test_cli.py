@@ -115,11 +115,15 @@ def test_serve_prints_urls_and_serves(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.1)
         assert r.status_code == 200 and len(r.json()) == 1
+        page = requests.get(f"http://127.0.0.1:{port}/", timeout=5)  # the study browser
+        assert '<meta name="webpacs-root" content="/dicomweb">' in page.text
+        assert requests.get(f"http://127.0.0.1:{port}/ui/main.js", timeout=5).status_code == 200
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     assert base in err
     assert "Viewer: " in err  # the hosted OHIF's URL, or why it is off
+    assert f"Study browser: http://127.0.0.1:{port}/" in err
 
 
 def test_concurrent_imports_share_one_store(tmp_path: Path) -> None:

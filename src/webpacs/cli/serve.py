@@ -40,6 +40,7 @@ def serve(
     console.print(
         f"[bold]webpacs[/] data in {settings.for_service('server').data_dir}", soft_wrap=True
     )
+    console.print(f"Study browser: [bold]http://{srv.host}:{srv.port}/[/]", soft_wrap=True)
     console.print(f"DICOMweb: [bold]{base}[/]  (QIDO: {base}/studies)", soft_wrap=True)
     console.print(f"WADO-URI: {base}/wado", soft_wrap=True)
     dist, why_not = ohif_dist(settings)
