@@ -8,6 +8,7 @@ directory (``WEBPACS_DOCS_SCREENSHOTS=1`` also writes the README's two into ``do
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import shutil
@@ -261,6 +262,46 @@ def test_upload_a_folder(browser: Any, site: Site, uploaded: Upload, tmp_path: P
     _screenshot(browser, tmp_path, "study-browser-study.png", docs=True)
     browser.get(f"{site.origin}/#/?id={UPLOAD_ID}")
     wait_for(browser, "the uploaded study in the list", lambda: _rows(browser) == [uploaded.study])
+
+
+#: Drop files on the upload page's drop zone as a user's drag and drop does (a DataTransfer
+#: holding File objects made from the given names and base64 bodies).
+_DROP = """
+const [files, done] = [arguments[0], arguments[arguments.length - 1]];
+const dt = new DataTransfer();
+for (const [name, b64] of files) {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  dt.items.add(new File([bytes], name, { type: 'application/dicom' }));
+}
+const zone = document.querySelector('.dropzone');
+const how = { dataTransfer: dt, bubbles: true, cancelable: true };
+zone.dispatchEvent(new DragEvent('dragover', how));
+zone.dispatchEvent(new DragEvent('drop', how));
+done(true);
+"""
+
+
+def test_drop_files(browser: Any, site: Site, tmp_path: Path) -> None:
+    ds = pydicom.dcmread(data_file("MR_small.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(tmp_path / "dropped.dcm", enforce_file_format=True)
+    body = base64.b64encode((tmp_path / "dropped.dcm").read_bytes()).decode()
+    browser.get(f"{site.origin}/#/upload")
+    wait_for(browser, "the drop zone", lambda: browser.find_elements("css selector", ".dropzone"))
+    browser.execute_async_script(_DROP, [["dropped.dcm", body], ["junk.dcm", "AAAA"]])
+    wait_for(
+        browser,
+        "the uploads to end",
+        lambda: browser.find_element("id", "upload-summary").get_attribute("data-done") == "true",
+    )
+    outcomes = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('tr[data-file]')]"
+        ".map(r => [r.dataset.file, r.dataset.outcome]))"
+    )
+    assert outcomes == {"dropped.dcm": "stored", "junk.dcm": "failed"}
+    found = httpx.get(f"{site.dicomweb}/instances", params={"SOPInstanceUID": ds.SOPInstanceUID})
+    assert len(found.json()) == 1
 
 
 def _same_files(body: bytes, files: dict[str, Path]) -> None:
