@@ -345,6 +345,7 @@ def test_send_to_an_ae(browser: Any, site: Site, uploaded: Upload, tmp_path: Pat
             "the send to end",
             lambda: browser.find_elements("css selector", ".send-status[data-outcome]"),
         )[0]
+        _screenshot(browser, tmp_path, "sent.png")
     finally:
         proc.terminate()
         proc.wait(10)
@@ -354,7 +355,7 @@ def test_send_to_an_ae(browser: Any, site: Site, uploaded: Upload, tmp_path: Pat
     assert got == set(uploaded.files)
 
 
-def test_delete_a_series(browser: Any, site: Site, uploaded: Upload) -> None:
+def test_delete_a_series(browser: Any, site: Site, uploaded: Upload, tmp_path: Path) -> None:
     _open_study(browser, site, uploaded.study)
     mr = uploaded.series["mr"]
     browser.find_element("css selector", f"li[data-series='{mr}'] button.danger").click()
@@ -362,6 +363,7 @@ def test_delete_a_series(browser: Any, site: Site, uploaded: Upload) -> None:
         browser, "the confirmation", lambda: browser.find_elements("css selector", "dialog[open]")
     )
     assert "cannot be undone" in dialog[0].text
+    _screenshot(browser, tmp_path, "confirm-delete.png")
     dialog[0].find_element("xpath", ".//button[.='Delete series']").click()
     wait_for(
         browser,

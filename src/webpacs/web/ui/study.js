@@ -59,7 +59,9 @@ function sendPanel(study, settings) {
   return h('div.send', {}, h('label.inline', {}, h('span', {}, 'Send to'), select), button, row, failures);
 }
 
-function seriesRow(studyUid, series, settings, reload) {
+const plural = (n, word) => `${n} ${word}${String(n) === '1' ? '' : 's'}`;
+
+function seriesRow(studyUid, patient, series, settings, reload) {
   const uid = text(series, 'SeriesInstanceUID');
   const count = text(series, 'NumberOfSeriesRelatedInstances');
   const thumb = h('img.thumb', { src: thumbnailUrl(studyUid, uid), alt: `Thumbnail of ${seriesLabel(series)}`, loading: 'lazy', width: 96, height: 96 });
@@ -78,8 +80,9 @@ function seriesRow(studyUid, series, settings, reload) {
     ? h('button.danger.small', {
       type: 'button',
       onclick: async () => {
+        const description = text(series, 'SeriesDescription');
         const ok = await confirmDanger('Delete series',
-          `Delete ${seriesLabel(series)} “${text(series, 'SeriesDescription') || 'no description'}” (${count} instance(s)) from the server?`,
+          `Delete ${seriesLabel(series)}${description ? ` “${description}”` : ''} (${plural(count, 'instance')}) of ${patient} from the server?`,
           'Delete series');
         if (!ok) return;
         try {
@@ -96,7 +99,7 @@ function seriesRow(studyUid, series, settings, reload) {
       h('div.series-info', {},
         h('div.series-title', {}, h('strong', {}, seriesLabel(series)), ' ', h('span', {}, text(series, 'SeriesDescription'))),
         h('div.muted', {}, [
-          `${count} instance${count === '1' ? '' : 's'}`,
+          plural(count, 'instance'),
           text(series, 'BodyPartExamined'),
           date(text(series, 'SeriesDate')),
         ].filter(Boolean).join(' · ')),
@@ -141,7 +144,7 @@ export async function studyView(studyUid, settings) {
         id: 'delete-study',
         onclick: async () => {
           const ok = await confirmDanger('Delete study',
-            `Delete the study “${description || studyUid}” of ${name}, with its ${text(study, 'NumberOfStudyRelatedInstances')} instance(s), from the server?`,
+            `Delete the study${description ? ` “${description}”` : ''} of ${name}, with its ${series.length} series and ${plural(text(study, 'NumberOfStudyRelatedInstances'), 'instance')}, from the server?`,
             'Delete study');
           if (!ok) return;
           try {
@@ -171,7 +174,7 @@ export async function studyView(studyUid, settings) {
       sendPanel(studyUid, settings)),
     h('section.card', {},
       h('h2', {}, `Series (${series.length})`),
-      h('ul.series-list', {}, series.map((x) => seriesRow(studyUid, x, settings, reload)))),
+      h('ul.series-list', {}, series.map((x) => seriesRow(studyUid, name, x, settings, reload)))),
   );
   document.title = `webpacs · ${name}`;
 }
