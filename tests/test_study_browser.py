@@ -423,3 +423,15 @@ def test_home_json_for_clients_that_ask(site: Site) -> None:
     assert '<meta name="webpacs-root" content="/dicomweb">' in page.text
     for asset in ("main.js", "style.css", "dictionary.json"):
         assert httpx.get(f"{site.origin}/ui/{asset}").status_code == 200, asset
+    tables = httpx.get(f"{site.origin}/ui/dictionary.json").json()
+    assert tables["tags"]["00100010"] == "PatientName"
+    assert tables["uids"]["1.2.840.10008.5.1.4.1.1.2"] == "CT Image Storage"
+    # behind a proxy, the page's requests go to the public DICOMweb root
+    public = "https://pacs.example.org/imaging/dicomweb"
+    other = start_server(site.server.settings.data_dir, server={"publicUrl": public})
+    try:
+        page = httpx.get(other.url.rsplit("/", 1)[0] + "/")
+        assert f'<meta name="webpacs-root" content="{public}">' in page.text
+        assert 'src="ui/main.js"' in page.text  # relative: a prefix in front still works
+    finally:
+        other.stop()

@@ -51,7 +51,8 @@ def prefers_json(accept: str | None) -> bool:
 
 
 def page_html(root: str) -> bytes:
-    """``index.html`` with the DICOMweb root path the page's requests use."""
+    """``index.html`` with the DICOMweb root the page's requests use (its files are named
+    relative to the page, so that a proxy may serve it under a prefix)."""
     text = (UI / "index.html").read_text("utf-8")
     return text.replace("{{ROOT}}", html.escape(root, quote=True)).encode()
 
@@ -110,7 +111,9 @@ def routes(home: Callable[[Request], Awaitable[Response]]) -> list[Route | Mount
     async def page(request: Request) -> Response:
         if prefers_json(request.headers.get("accept")):
             return await home(request)
-        root = settings(request).server.root_path.rstrip("/")
+        server = settings(request).server
+        # the DICOMweb root as clients reach it: server.publicUrl (behind a proxy) when set
+        root = (server.public_url or server.root_path).rstrip("/")
         return Response(
             page_html(root), media_type="text/html", headers={"Cache-Control": "no-cache"}
         )

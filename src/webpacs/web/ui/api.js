@@ -60,7 +60,7 @@ export async function remove(path) {
 let dictionary = null;
 /** Attribute keywords by tag and UID names (pydicom's dictionaries, from the server). */
 export function loadDictionary() {
-  dictionary ??= fetch('/ui/dictionary.json').then((r) => (r.ok ? r.json() : { tags: {}, uids: {} }));
+  dictionary ??= fetch('ui/dictionary.json').then((r) => (r.ok ? r.json() : { tags: {}, uids: {} }));
   return dictionary;
 }
 
