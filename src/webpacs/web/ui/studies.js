@@ -50,7 +50,7 @@ function searchForm(search) {
     h('div.form-actions', {},
       h('button.primary', { type: 'submit' }, 'Search'),
       h('button.secondary', { type: 'button', onclick: () => { location.hash = '#/'; } }, 'Clear'),
-      h('span.hint', {}, 'Names and descriptions match anywhere; IDs and accession numbers by their start. * and ? are wildcards.')));
+      h('span.hint', {}, 'Names: any part, any case. Descriptions: any part, case as typed. IDs and accession numbers: from the start. * and ? are wildcards.')));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     const data = new FormData(form);
