@@ -7,6 +7,7 @@ driver is never downloaded (no Selenium Manager): ``chromedriver`` must be on PA
 
 from __future__ import annotations
 
+import base64
 import io
 import shutil
 import time
@@ -105,3 +106,34 @@ def wait_for(driver: Any, what: str, check: Any, timeout: float = TIMEOUT) -> An
             logs = "\n".join(browser_log(driver)[-40:])
             pytest.fail(f"timed out waiting for {what} at {driver.current_url}\n{logs}")
         time.sleep(0.5)
+
+
+def canvas_png(browser: Any) -> bytes | None:
+    """The pixels of the first cornerstone viewport (its 2D canvas), or None before it has
+    any size."""
+    url = browser.execute_script(
+        "const c = document.querySelector('canvas.cornerstone-canvas');"
+        "return c && c.width > 1 && c.height > 1 ? c.toDataURL('image/png') : null;"
+    )
+    return base64.b64decode(url.split(",", 1)[1]) if url else None
+
+
+#: The first viewport's study (from its image ID) and the spread of the decoded pixel values
+#: of its image, through cornerstone (which OHIF puts on ``window``).
+VIEWPORT = """
+const vp = window.cornerstone?.getRenderingEngines()[0]?.getViewports()[0];
+const im = vp?.getCornerstoneImage ? vp.getCornerstoneImage() : null;
+if (!im) return null;
+const p = im.getPixelData();
+let s = 0, s2 = 0;
+for (let i = 0; i < p.length; i++) { s += p[i]; s2 += p[i] * p[i]; }
+const m = s / p.length;
+return [im.imageId, Math.sqrt(Math.max(s2 / p.length - m * m, 0))];
+"""
+
+
+def drawn(png: bytes | None) -> bool:
+    if png is None:
+        return False
+    std, levels = pixel_stats(png)
+    return std > 8 and levels >= 16

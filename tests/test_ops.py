@@ -237,6 +237,8 @@ def test_routes_follow_root_path(tmp_path: Path, root: str) -> None:
         assert httpx.get(f"{o}/healthz").status_code == 200
         r = httpx.options(f"{o}{prefix}/")
         assert r.status_code == 200 and b"<resources" in r.content
-        assert httpx.get(f"{o}/").json()["name"] == "webpacs"  # / stays the home
+        home = httpx.get(f"{o}/", headers={"Accept": "application/json"})
+        assert home.json()["name"] == "webpacs"  # / stays the home: the study browser's page
+        assert "<!doctype html>" in httpx.get(f"{o}/", headers={"Accept": "text/html"}).text
     finally:
         srv.stop()

@@ -12,7 +12,6 @@ temporary directory.
 
 from __future__ import annotations
 
-import base64
 import re
 import subprocess
 import time
@@ -28,7 +27,7 @@ from click.testing import CliRunner
 from pydicom.uid import generate_uid
 from starlette.applications import Starlette
 
-from tests.browser import browser_log, pixel_stats, require_ohif, wait_for
+from tests.browser import VIEWPORT, browser_log, canvas_png, drawn, require_ohif, wait_for
 from tests.conftest import data_file, free_port, make_settings, require_binary, start_server
 from tests.static_support import ServerThread
 from tests.test_static_nginx import start_nginx
@@ -225,28 +224,6 @@ def test_study_list_shows_every_study(
     assert sorted(shown) == want
 
 
-def _canvas_png(browser: Any) -> bytes | None:
-    """The pixels of the first cornerstone viewport (its 2D canvas), or None before it has
-    any size."""
-    url = browser.execute_script(
-        "const c = document.querySelector('canvas.cornerstone-canvas');"
-        "return c && c.width > 1 && c.height > 1 ? c.toDataURL('image/png') : null;"
-    )
-    return base64.b64decode(url.split(",", 1)[1]) if url else None
-
-
-#: The first viewport's study (from its image ID) and the spread of the decoded pixel values
-#: of its image, through cornerstone (which OHIF puts on ``window``).
-_VIEWPORT = """
-const vp = window.cornerstone?.getRenderingEngines()[0]?.getViewports()[0];
-const im = vp?.getCornerstoneImage ? vp.getCornerstoneImage() : null;
-if (!im) return null;
-const p = im.getPixelData();
-let s = 0, s2 = 0;
-for (let i = 0; i < p.length; i++) { s += p[i]; s2 += p[i] * p[i]; }
-const m = s / p.length;
-return [im.imageId, Math.sqrt(Math.max(s2 / p.length - m * m, 0))];
-"""
 #: The thumbnail of the study whose description starts with the family's name.
 _THUMBNAIL = """
 for (const region of document.querySelectorAll('[data-cy="studyBrowser-panel"] [role="region"]')) {
@@ -264,16 +241,9 @@ def family_page(browser: Any, site: Site, samples: Samples) -> str:
     each test shows its study by double-clicking its thumbnail, as a user does."""
     uids = ",".join(samples.family_study.values())
     browser.get(f"{site.viewer}/viewer?StudyInstanceUIDs={uids}")
-    wait_for(browser, "the first image", lambda: browser.execute_script(_VIEWPORT))
+    wait_for(browser, "the first image", lambda: browser.execute_script(VIEWPORT))
     _dismiss_notices(browser)
     return site.name
-
-
-def _drawn(png: bytes | None) -> bool:
-    if png is None:
-        return False
-    std, levels = pixel_stats(png)
-    return std > 8 and levels >= 16
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -285,22 +255,22 @@ def test_study_of_each_syntax_draws_an_image(
     study = samples.family_study[family]
     assert _stored_syntax(site.dicomweb, study) in FAMILIES[family][1]
     browser_log(browser)  # start the log afresh
-    shown = browser.execute_script(_VIEWPORT)
-    before = None if shown and study in shown[0] else _canvas_png(browser)
+    shown = browser.execute_script(VIEWPORT)
+    before = None if shown and study in shown[0] else canvas_png(browser)
     thumbnail = wait_for(
         browser, f"the {family} thumbnail", lambda: browser.execute_script(_THUMBNAIL, family)
     )
     browser.execute_script("arguments[0].scrollIntoView()", thumbnail)
     ActionChains(browser).double_click(thumbnail).perform()
 
-    def drawn() -> Any:
-        image = browser.execute_script(_VIEWPORT)
+    def this_image() -> Any:
+        image = browser.execute_script(VIEWPORT)
         if not image or study not in image[0] or not image[1] > 0:
             return None  # not yet this study's decoded image
-        png = _canvas_png(browser)
-        return png if png != before and _drawn(png) else None
+        png = canvas_png(browser)
+        return png if png != before and drawn(png) else None
 
-    png = wait_for(browser, f"a {family} image in the viewport", drawn)
+    png = wait_for(browser, f"a {family} image in the viewport", this_image)
     time.sleep(1)  # let the overlays settle for the screenshot
     browser.save_screenshot(str(tmp_path / f"viewer-{site.name}-{family}.png"))
     (tmp_path / f"canvas-{site.name}-{family}.png").write_bytes(png)

@@ -85,6 +85,7 @@ def _print_urls(settings: Settings, scp: ScpHandle | None) -> None:
             console.print(text, soft_wrap=True, highlight=False)
 
     say(f"[bold]webpacs[/] data in {settings.for_service('server').data_dir}")
+    say(f"Study browser: [bold]{origin}/[/]")
     say(f"DICOMweb: [bold]{base}[/]  (QIDO: {base}/studies)")
     say(f"WADO-URI: {base}/wado")
     dist, why_not = ohif_dist(settings)

@@ -1,7 +1,8 @@
-"""DIMSE SCU: C-FIND, C-MOVE and C-GET to a remote AE (PS3.4 C.4.1, C.4.2, C.4.3).
+"""DIMSE SCU: C-FIND, C-MOVE, C-GET and C-STORE to a remote AE (PS3.4 C.4.1, C.4.2, C.4.3, B.2).
 
 Used by the proxy (``webpacs.proxy``) to query and retrieve from the ``queryAe`` and
-``proxyAe`` of the configuration, always in the Study Root information model.
+``proxyAe`` of the configuration, always in the Study Root information model, and by
+the study browser's send (``webpacs.web.send``) to store instances on an AE.
 What goes wrong on the remote side becomes a typed error here, at the boundary:
 
 * no association (connection refused, association rejected or aborted), a failure or
@@ -17,13 +18,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, StoragePresentationContexts, build_role, evt
 from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated names
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
@@ -33,11 +35,19 @@ from pynetdicom.status import (
     QR_FIND_SERVICE_CLASS_STATUS,
     QR_GET_SERVICE_CLASS_STATUS,
     QR_MOVE_SERVICE_CLASS_STATUS,
+    STORAGE_SERVICE_CLASS_STATUS,
     code_to_category,
 )
 
 from webpacs.config import AeEntry
-from webpacs.dimse.status import SUCCESS, Service, failure, status_dataset
+from webpacs.dimse.status import (
+    SOP_CLASS_NOT_SUPPORTED,
+    SUCCESS,
+    Service,
+    failure,
+    status_dataset,
+    status_for,
+)
 from webpacs.errors import UpstreamError, UpstreamTimeout
 
 log = logging.getLogger("webpacs.scu")
@@ -46,6 +56,7 @@ _NAMES = {
     Service.FIND: QR_FIND_SERVICE_CLASS_STATUS,
     Service.MOVE: QR_MOVE_SERVICE_CLASS_STATUS,
     Service.GET: QR_GET_SERVICE_CLASS_STATUS,
+    Service.STORE: STORAGE_SERVICE_CLASS_STATUS,
 }
 
 
@@ -80,6 +91,22 @@ class RetrieveResult:
     completed: int = 0
     failed: int = 0
     warning: int = 0
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The outcome of one C-STORE: ``status`` 0 (success), a warning, or a failure, with
+    what went wrong in words (the status's PS3.4 name and the remote's comment)."""
+
+    sop_uid: str
+    status: int
+    message: str = ""
+
+    @property
+    def category(self) -> str:
+        """``Success``, ``Warning`` or ``Failure`` (pynetdicom's categories)."""
+        category = code_to_category(self.status)
+        return category if category in ("Success", "Warning") else "Failure"
 
 
 #: Receives each instance of a C-GET as a Part 10 object; raises to refuse it.
@@ -255,3 +282,37 @@ class Scu:
                 Service.GET,
                 assoc.send_c_get(identifier, StudyRootQueryRetrieveInformationModelGet),
             )
+
+    def store(
+        self,
+        contexts: list[PresentationContext],
+        items: Iterable[tuple[str, Callable[[], Dataset]]],
+    ) -> Iterator[Stored]:
+        """C-STORE (PS3.4 B.2) each item, ``(SOP Instance UID, load)``, on one association
+        proposing ``contexts``; yields each outcome as it comes.
+
+        An instance that cannot be loaded, or whose SOP Class and transfer syntax the
+        remote did not accept, is a failure of its own and the others go on; no
+        association, or a remote that stops answering, is ``UpstreamError``.
+        """
+        ae = self._ae()
+        ae.requested_contexts = contexts
+        with self._association(ae, Service.STORE) as (assoc, _):
+            for sop, load in items:
+                try:
+                    ds = load()
+                except Exception as exc:  # one instance, not the whole send
+                    yield Stored(sop, status_for(Service.STORE, exc), str(exc))
+                    continue
+                since = time.monotonic()
+                try:
+                    status = assoc.send_c_store(ds)
+                except ValueError as exc:  # no accepted presentation context for it
+                    yield Stored(sop, SOP_CLASS_NOT_SUPPORTED, f"{self.remote} refused it ({exc})")
+                    continue
+                if "Status" not in status:
+                    raise self._no_status(Service.STORE, since)
+                code = int(status.Status)
+                comment = str(status.get("ErrorComment", "") or "").strip()
+                text = describe(Service.STORE, code) if code else ""
+                yield Stored(sop, code, text + (f" ({comment})" if comment else ""))

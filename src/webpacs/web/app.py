@@ -20,6 +20,7 @@ from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
 from webpacs.web import (
+    browser,
     capabilities,
     delete,
     manage,
@@ -28,6 +29,7 @@ from webpacs.web import (
     qido,
     remote,
     rendered,
+    send,
     stow,
     thumbnail,
     viewer,
@@ -88,9 +90,11 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         *manage.routes,
         *label_routes,
         *remote.routes,
+        *send.routes,
+        *browser.api_routes,
     ]
     root = settings.server.root_path.rstrip("/")
-    routes: list[Route | Mount] = [Route("/", home), *ops.routes, *openapi.routes]
+    routes: list[Route | Mount] = [*browser.routes(home), *ops.routes, *openapi.routes]
     routes += [*capabilities.routes(root), *viewer.routes(settings)]
     routes += [Mount(root, routes=dicomweb)] if root else dicomweb
     app = Starlette(

@@ -108,6 +108,13 @@ def _dicomweb() -> list[Op]:
             Op("DELETE", f"{labels}/{{label}}", f"remove{name}Label",
                f"Take a label off the {name.lower()}", "webpacs", ()),
         ]  # fmt: skip
+    for name, path in (("Study", s), ("Series", s + x)):
+        ops.append(Op("POST", f"/webpacs{path}/send", f"send{name}",
+                      f"Send the {name.lower()} to an AE of the `ae` table (C-STORE); progress as"
+                      " NDJSON lines", "webpacs", ("application/x-ndjson",)))  # fmt: skip
+    ops.append(Op("GET", "/webpacs/browser", "browserSettings", "What the study browser may"
+                  " offer (delete, viewer, AEs to send to)", "webpacs",
+                  ("application/json",)))  # fmt: skip
     frames = f"{s}{x}{i}/frames/{{frames}}"
     ops += [
         Op("GET", frames, "retrieveFrames", "Retrieve frames (WADO-RS)", "WADO-RS",
@@ -127,8 +134,10 @@ def _dicomweb() -> list[Op]:
 
 def _origin() -> list[Op]:
     return [
-        Op("GET", "/", "home", "Name, version and where the DICOMweb API is", "Server",
-           ("application/json",), root=False),
+        Op("GET", "/", "home", "The study browser (HTML); name, version and where the DICOMweb"
+           " API is (JSON)", "Server", ("text/html", "application/json"), root=False),
+        Op("GET", "/ui/dictionary.json", "dictionary", "Attribute keywords and UID names for"
+           " the study browser", "Study browser", ("application/json",), root=False),
         Op("GET", "/healthz", "healthz", "Liveness: 200 while the process answers", "Operations",
            ("application/json",), root=False),
         Op("GET", "/readyz", "readyz", "Readiness: 200 when the index and blobs answer, else 503",

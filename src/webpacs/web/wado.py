@@ -31,6 +31,7 @@ from webpacs.pixels.codecs import PixelDescription
 from webpacs.pixels.offers import description, instance_offers, is_as_stored, pixel_offers
 from webpacs.pixels.transcode import transcode_frames, transcode_instance
 from webpacs.storage.base import Blobs, InstanceRecord
+from webpacs.web import archive
 from webpacs.web.common import accepts_gzip, base_url, path_uids, store, threaded
 
 CHUNK = 8 << 20
@@ -107,6 +108,8 @@ async def retrieve(request: Request) -> Response:
     records = await _records(request)
     accept = request.headers.get("accept")
     query_accept = request.query_params.get("accept")
+    if archive.wants_zip(accept, query_accept):  # a ZIP of the Part 10 files (archive.py)
+        return archive.response(request, records)
 
     def choose() -> list[Representation]:
         return [negotiate_instance(r, accept, query_accept) for r in records]
