@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser import browser_log, require_ohif, wait_for
+from tests.browser import VIEWPORT, browser_log, canvas_png, drawn, require_ohif, wait_for
 from tests.conftest import make_settings, start_server
-from tests.test_viewer_ohif import _VIEWPORT, _canvas_png, _dismiss_notices, _drawn
+from tests.test_viewer_ohif import _dismiss_notices
 from webpacs.cli.importer import iter_files, run_import, sample_paths
 
 PIXEL_DATA = ("7FE00010", "7FE00008", "7FE00009")
@@ -121,7 +121,7 @@ def test_every_study_with_pixel_data_draws_an_image(
     assert len(with_pixels) > 30 and len(with_pixels) < len(studies)  # some have no pixels
     assert set(OHIF_DOES_NOT_SHOW) <= set(with_pixels)
     browser.get(f"{viewer}/viewer?StudyInstanceUIDs={','.join(with_pixels)}")
-    wait_for(browser, "the first image", lambda: browser.execute_script(_VIEWPORT), timeout=180)
+    wait_for(browser, "the first image", lambda: browser.execute_script(VIEWPORT), timeout=180)
     for _ in range(2):  # the banner, then the tour that follows it
         _dismiss_notices(browser)
         time.sleep(0.5)
@@ -140,19 +140,19 @@ def test_every_study_with_pixel_data_draws_an_image(
         )
         assert thumbnail is not None, study
         browser.execute_script("arguments[0].scrollIntoView()", thumbnail)
-        current = browser.execute_script(_VIEWPORT)
+        current = browser.execute_script(VIEWPORT)
         if not (current and study in current[0]):  # else a double-click may draw nothing new
             browser.execute_script(_BLANK_CANVAS)
         ActionChains(browser).double_click(thumbnail).perform()
 
-        def drawn(study: str = study) -> Any:
-            image = browser.execute_script(_VIEWPORT)
+        def study_drawn(study: str = study) -> Any:
+            image = browser.execute_script(VIEWPORT)
             if not image or study not in image[0] or not image[1] > 0:
                 return None  # not yet this study's decoded image
-            png = _canvas_png(browser)
-            return png if _drawn(png) else None
+            png = canvas_png(browser)
+            return png if drawn(png) else None
 
-        png = wait_for(browser, f"an image of study {study}", drawn, timeout=30)
+        png = wait_for(browser, f"an image of study {study}", study_drawn, timeout=30)
         (tmp_path / f"canvas-{study}.png").write_bytes(png)
         errors = [m for m in browser_log(browser) if m.startswith("SEVERE")]
         assert not [m for m in errors if "decode" in m.lower()], errors
