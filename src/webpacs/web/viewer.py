@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from webpacs.config import Settings
+from webpacs.config import Settings, default_data_dir
 from webpacs.web.common import base_url
 
 log = logging.getLogger("webpacs.web")
@@ -40,6 +40,17 @@ log = logging.getLogger("webpacs.web")
 PREFIX = "/viewer"
 #: Where ``make run``/``make test`` install OHIF's dist (``npm pack @ohif/app``).
 PROJECT_DIST = Path(__file__).resolve().parents[3] / ".npm-tools/node_modules/@ohif/app/dist"
+#: The OHIF 3 release ``webpacs viewer install`` fetches (the one the tests pin).
+OHIF_VERSION = "3.13.2"
+
+
+def installed_dist(version: str = OHIF_VERSION) -> Path:
+    """Where ``webpacs viewer install`` puts OHIF's ``dist/``: beside the default data
+    directory, ``$XDG_DATA_HOME/webpacs-viewer/ohif-<version>/dist``."""
+    base = Path(default_data_dir()).parent
+    return base / "webpacs-viewer" / f"ohif-{version}" / "dist"
+
+
 #: Root-absolute paths in the files of the dist, by suffix (or name): group 1 precedes the "/".
 _REWRITES = {
     ".js": re.compile(rb'(__webpack_require__\.p = ")/(?=";)'),
@@ -59,14 +70,17 @@ def ohif_dist(settings: Settings) -> tuple[Path | None, str]:
     configured = settings.viewer.ohif_path
     if configured == "off":
         return None, ""
-    path = Path(configured).expanduser() if configured else PROJECT_DIST
-    if (path / "index.html").is_file():
-        return path, ""
     if configured:
+        path = Path(configured).expanduser()
+        if (path / "index.html").is_file():
+            return path, ""
         return None, f"viewer.ohifPath {configured!r} is not OHIF's dist/ (it has no index.html)"
+    for path in (installed_dist(), PROJECT_DIST):
+        if (path / "index.html").is_file():
+            return path, ""
     return None, (
-        "OHIF is not installed: `make viewer` fetches it (with npm), or set viewer.ohifPath"
-        " to the dist/ directory of OHIF 3 (npm package @ohif/app)"
+        "OHIF is not installed: `webpacs viewer install` (or `make viewer`) fetches it with"
+        " npm, or set viewer.ohifPath to the dist/ directory of OHIF 3 (npm package @ohif/app)"
     )
 
 
