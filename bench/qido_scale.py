@@ -3,25 +3,30 @@
     python bench/qido_scale.py [--instances 1000000] [--queries 200] [--http]
         [--index sqlite|postgresql]
 
-Builds an index of ``N`` synthetic instances (studies of 50 instances in 4 series, one
-study per patient) directly with SQL -- ingesting a million Part 10 objects would take
-hours and measure ingest, not search. Each instance is pydicom's ``CT_small.dcm`` as
-ingest stores it, re-stamped with its own UIDs, patient, date, modality, slice thickness
-and pixel spacing (``bench/synthetic.py``): its level projections, stored metadata and
-attribute-value rows (the extension keys' index, ``storage/sqlattrs.py``) are what
-ingest would write. Then it times, through the index's ``search`` in process and, with
-``--http``, over HTTP against ``webpacs serve`` on the same index:
+Builds an index of about ``N`` synthetic instances (one study per 50: 48 CT and MR
+images in 4 series and a segmentation in a fifth, one study per patient) directly with
+SQL -- ingesting a million Part 10 objects would take hours and measure ingest, not
+search. Each instance is pydicom's ``CT_small.dcm`` as ingest stores it, re-stamped with
+its own UIDs, patient, date, modality, slice thickness and pixel spacing
+(``bench/synthetic.py``): its level projections, stored metadata and attribute-value
+rows (the extension keys' index, ``storage/sqlattrs.py``) are what ingest would write.
+Each study's segmentation (Modality SEG) references its first series and that series'
+instances: its edges are rows of ``refs`` (``storage/sqlrefs.py``). Then it times,
+through the index's ``search`` in process and, with ``--http``, over HTTP against
+``webpacs serve`` on the same index:
 
 * studies by PatientID, and by a one-month StudyDate range (``limit=100``);
 * a cohort on a non-standard numeric attribute: instances by a SliceThickness range of
   one of 1,000 thickness values (about 0.1 % of the instances, ``limit=100``), and
   studies by PixelSpacing and a SliceThickness range;
-* by reference (``webpacsReferences``), when this tree has that key (else the row says
-  it needs it),
+* by reference: the segmentations of a series (``/instances?webpacsReferences=<series
+  UID>&Modality=SEG``, one match) and the studies holding something that references a
+  series (``/studies?webpacsReferences=<series UID>``, one match),
 
-and reports the index's size with and without the attribute-value tables. The index is
-the embedded SQLite one, or (``--index postgresql``) a PostgreSQL started for the run
-(``bench/postgres.py``), filled with ``COPY``.
+and reports the index's size with and without the attribute-value tables, and the
+reference graph's (``refs``) own size. The index is the embedded SQLite one, or
+(``--index postgresql``) a PostgreSQL started for the run (``bench/postgres.py``),
+filled with ``COPY``.
 """
 
 from __future__ import annotations
@@ -50,7 +55,6 @@ import orjson
 from bench import postgres, synthetic
 from webpacs.core.attributes import Level
 from webpacs.core.query import parse_qido
-from webpacs.errors import InvalidRequest
 from webpacs.storage.base import Index
 from webpacs.storage.sqlite import SqliteIndex
 
@@ -58,8 +62,8 @@ PER_STUDY, SERIES_PER_STUDY = 50, 4
 ROOT = "1.2.826.0.1.3680043.8.498.9"
 Params = list[tuple[str, str]]
 Rows = list[tuple[Any, ...]]
-#: studies, series, instances, attr_owners, attr_values rows
-Batch = tuple[Rows, Rows, Rows, Rows, Rows]
+#: studies, series, instances, attr_owners, attr_values, refs rows
+Batch = tuple[Rows, Rows, Rows, Rows, Rows, Rows]
 Sink = Callable[[Batch], None]
 ATTR_TABLES = ("attr_owners", "attr_paths", "attr_values")
 
@@ -119,7 +123,7 @@ def generate(instances: int, template: synthetic.Template, sink: Sink) -> int:
     """Hand the synthetic rows to ``sink`` in batches; returns the number of studies."""
     studies = max(1, instances // PER_STUDY)
     per_series = PER_STUDY // SERIES_PER_STUDY
-    batch: Batch = ([], [], [], [], [])
+    batch: Batch = ([], [], [], [], [], [])
     owner = 0
     for s in range(studies):
         study = f"{ROOT}.{s}"
@@ -137,28 +141,55 @@ def generate(instances: int, template: synthetic.Template, sink: Sink) -> int:
                 if x == 0 and i == 0:
                     batch[0].append(
                         (study, pid, name, date, "120000.000000", inst.study_json, sop, float(s),
-                         SERIES_PER_STUDY, PER_STUDY, "CT,MR")
+                         SERIES_PER_STUDY + 1, SERIES_PER_STUDY * per_series + 1, "CT,MR,SEG")
                     )  # fmt: skip
                 if i == 0:
                     batch[1].append(
                         (series, study, modality, str(x + 1), inst.series_json, sop, float(s),
                          per_series, s)
                     )  # fmt: skip
-                batch[2].append(
-                    (sop, series, study, "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1",
-                     f"objects/{sop}", 0, "0", float(s), str(i + 1), inst.instance_json,
-                     inst.metadata, b"{}", b"{}")
-                )  # fmt: skip
-                owner += 1
-                batch[3].append((owner, sop, series, study))
-                batch[4].extend((owner, *v) for v in inst.values)
+                owner = _add(batch, owner, inst, sop, series, study, s, i + 1, synthetic.CT_CLASS)
+        # the segmentation of the study's first series, in a series of its own
+        first = f"{study}.1"
+        targets = [f"{first}.{i + 1}" for i in range(per_series)]
+        series, sop = f"{study}.{SERIES_PER_STUDY + 1}", f"{study}.{SERIES_PER_STUDY + 1}.1"
+        inst = template.instance(
+            study, series, sop, pid=pid, name=name, date=date, modality="SEG", number=1,
+            series_index=s * SERIES_PER_STUDY, study_index=s, sop_class=synthetic.SEG_CLASS,
+            extra=synthetic.seg_references(first, targets),
+        )  # fmt: skip
+        batch[1].append(
+            (series, study, "SEG", str(SERIES_PER_STUDY + 1), inst.series_json, sop, float(s), 1, s)
+        )  # fmt: skip
+        owner = _add(batch, owner, inst, sop, series, study, s, 1, synthetic.SEG_CLASS)
         if len(batch[2]) >= 20_000 or s == studies - 1:
             sink(batch)
-            batch = ([], [], [], [], [])
+            batch = ([], [], [], [], [], [])
     return studies
 
 
-_TABLES = ("studies", "series", "instances", "attr_owners", "attr_values")
+def _add(
+    batch: Batch, owner: int, inst: synthetic.Instance, sop: str, series: str, study: str,
+    s: int, number: int, sop_class: str,
+) -> int:  # fmt: skip
+    """The instance's row, its attribute values and its edges; returns its owner id."""
+    batch[2].append(
+        (sop, series, study, sop_class, "1.2.840.10008.1.2.1", f"objects/{sop}", 0, "0",
+         float(s), str(number), inst.instance_json, inst.metadata, b"{}", b"{}")
+    )  # fmt: skip
+    owner += 1
+    batch[3].append((owner, sop, series, study))
+    batch[4].extend((owner, *v) for v in inst.values)
+    batch[5].extend(inst.edges)
+    return owner
+
+
+def built_instances(studies: int) -> int:
+    """The instances ``generate`` writes for ``studies`` studies."""
+    return studies * (SERIES_PER_STUDY * (PER_STUDY // SERIES_PER_STUDY) + 1)
+
+
+_TABLES = ("studies", "series", "instances", "attr_owners", "attr_values", "refs")
 _COLUMNS = (
     "study_uid, patientid, patientname, studydate, studytime, json, rep_sop, latest,"
     " num_series, num_instances, modalities",
@@ -167,6 +198,7 @@ _COLUMNS = (
     " received, instancenumber, json, metadata, framemap, attributes",
     "id, sop_uid, series_uid, study_uid",
     "owner, path, occ, pos, num, txt",
+    "sop_uid, series_uid, study_uid, target, level, frame, via",
 )
 
 
@@ -177,18 +209,23 @@ def _flush(db: sqlite3.Connection, batch: Batch) -> None:
     db.commit()
 
 
-def sizes(index: str, where: str | Path) -> tuple[int, int]:
-    """The index's bytes in all, and in the attribute-value tables and their indexes."""
+def sizes(index: str, where: str | Path) -> tuple[int, int, int]:
+    """The index's bytes in all, in the attribute-value tables and their indexes, and in
+    the reference graph's ``refs`` and its indexes."""
     if index == "sqlite":
         db = sqlite3.connect(where)
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         total = db.execute("SELECT sum(pgsize) FROM dbstat").fetchone()[0]
-        attrs = db.execute(
-            "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN (SELECT name FROM"
-            " sqlite_schema WHERE tbl_name IN ('attr_owners', 'attr_paths', 'attr_values'))"
-        ).fetchone()[0]
+        attrs, refs = (
+            db.execute(
+                "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN (SELECT name FROM"
+                f" sqlite_schema WHERE tbl_name IN ({','.join('?' * len(tables))}))",
+                tables,
+            ).fetchone()[0]
+            for tables in (ATTR_TABLES, ("refs",))
+        )
         db.close()
-        return int(total), int(attrs)
+        return int(total), int(attrs), int(refs)
     import psycopg
 
     with psycopg.connect(str(where)) as conn:
@@ -200,7 +237,8 @@ def sizes(index: str, where: str | Path) -> tuple[int, int]:
             conn.execute("SELECT pg_total_relation_size(%s)", (t,)).fetchone()[0]
             for t in ATTR_TABLES
         )
-    return int(total), int(attrs)
+        refs = conn.execute("SELECT pg_total_relation_size('refs')").fetchone()[0]
+    return int(total), int(attrs), int(refs)
 
 
 Workload = tuple[str, Level, list[Params]]
@@ -230,19 +268,21 @@ def queries(studies: int, n: int) -> list[Workload]:
     ]
 
 
-#: The by-reference row: webpacsReferences (issue 13 point 2) of an instance's study.
-REFERENCE_ROW = "instances by webpacsReferences"
+#: The by-reference rows (webpacsReferences, issue 13 point 2): the segmentations of a
+#: series, and the studies holding something that references a series.
+REFERENCE_ROW = "instances by webpacsReferences + Modality=SEG"
+REFERENCE_STUDY_ROW = "studies by webpacsReferences"
 
 
-def reference_queries(studies: int, n: int) -> Workload | None:
-    """The by-reference workload, or None when this tree does not have the key yet."""
+def reference_queries(studies: int, n: int) -> list[Workload]:
+    """The by-reference workloads: a random study's first series as the target."""
     rnd = random.Random(13)
-    qs = [[("webpacsReferences", f"{ROOT}.{rnd.randrange(studies)}")] for _ in range(n)]
-    try:
-        parse_qido(Level.INSTANCE, qs[0])
-    except InvalidRequest:
-        return None
-    return (REFERENCE_ROW, Level.INSTANCE, qs)
+    targets = [f"{ROOT}.{rnd.randrange(studies)}.1" for _ in range(n)]
+    return [
+        (REFERENCE_ROW, Level.INSTANCE,
+         [[("webpacsReferences", t), ("Modality", "SEG")] for t in targets]),
+        (REFERENCE_STUDY_ROW, Level.STUDY, [[("webpacsReferences", t)] for t in targets]),
+    ]  # fmt: skip
 
 
 def percentiles(seconds: list[float]) -> tuple[float, float]:
@@ -318,23 +358,20 @@ def _measure(instances: int, n: int, http: bool, pg_url: str | None) -> list[dic
         else:
             studies = build_postgresql(pg_url, instances)
         built = time.monotonic() - t0
-        print(f"{instances:,} instances in {studies:,} studies, built in {built:.0f} s")
-        total, attrs = sizes(kind, data / "index.sqlite3" if pg_url is None else pg_url)
+        qido_built = built_instances(studies)
+        print(f"{qido_built:,} instances ({studies:,} of them SEG) in {studies:,} studies,"
+              f" built in {built:.0f} s")  # fmt: skip
+        total, attrs, refs = sizes(kind, data / "index.sqlite3" if pg_url is None else pg_url)
         without = total - attrs
         rows.append({"workload": "index size", "where": "on disk", "instances": instances,
-                     "index": kind, "with_mb": round(total / 1e6, 1),
-                     "without_mb": round(without / 1e6, 1), "ratio": round(total / without, 2),
+                     "built_instances": qido_built, "index": kind,
+                     "with_mb": round(total / 1e6, 1), "without_mb": round(without / 1e6, 1),
+                     "ratio": round(total / without, 2), "refs_mb": round(refs / 1e6, 1),
                      "build_s": round(built)})  # fmt: skip
         print(f"{kind:10s}  index size: {total / 1e6:,.0f} MB with the attribute values,"
-              f" {without / 1e6:,.0f} MB without ({total / without:.2f}x)")  # fmt: skip
-        work = queries(studies, n)
-        ref = reference_queries(studies, n)
-        if ref is None:
-            rows.append({"workload": REFERENCE_ROW, "where": "-", "instances": instances,
-                         "index": kind, "note": "needs webpacsReferences"})  # fmt: skip
-            print(f"{kind:10s}  {REFERENCE_ROW}: needs webpacsReferences (not in this tree)")
-        else:
-            work.append(ref)
+              f" {without / 1e6:,.0f} MB without ({total / without:.2f}x);"
+              f" refs {refs / 1e6:,.1f} MB")  # fmt: skip
+        work = queries(studies, n) + reference_queries(studies, n)
         index: Index
         if pg_url is None:
             index = SqliteIndex(data / "index.sqlite3")
@@ -355,6 +392,8 @@ def _measure(instances: int, n: int, http: bool, pg_url: str | None) -> list[dic
                         raise RuntimeError(f"{params}: {len(found.rows)} studies, not 1")
                     if "Thickness" in name and not found.rows:  # a series of the bucket exists
                         raise RuntimeError(f"{params}: no match")
+                    if "webpacsReferences" in name and len(found.rows) != 1:  # the study's SEG
+                        raise RuntimeError(f"{params}: {len(found.rows)} matches, not 1")
                 row(name, "in process", times, count // len(qs))
         finally:
             index.close()
@@ -362,11 +401,14 @@ def _measure(instances: int, n: int, http: bool, pg_url: str | None) -> list[dic
             with server(data, config) as base, httpx.Client(base_url=base, timeout=30) as client:
                 for name, level, qs in work:
                     times = []
+                    count = 0
                     for params in qs:
                         start = time.perf_counter()
-                        client.get(_PATH[level], params=params).raise_for_status()
+                        resp = client.get(_PATH[level], params=params)
                         times.append(time.perf_counter() - start)
-                    row(name, "over HTTP", times)
+                        resp.raise_for_status()
+                        count += len(resp.json()) if resp.status_code == 200 else 0
+                    row(name, "over HTTP", times, count // len(qs))
     finally:
         shutil.rmtree(data, ignore_errors=True)
     return rows

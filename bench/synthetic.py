@@ -7,6 +7,12 @@ modality, instance number, slice position, slice thickness and pixel spacing, wr
 into the level projections, the stored metadata and the attribute-value rows alike, so
 that the index rows (and their size) are what ingest would have written for it.
 
+Each study also holds one segmentation (``seg``): Modality SEG, the Segmentation
+Storage SOP Class, whose ReferencedSeriesSequence > ReferencedInstanceSequence names the
+study's first series and its instances, as a highdicom SEG does. Its edges
+(``Instance.edges``) are what ingest records for it in the ``refs`` table
+(``storage/sqlrefs.py``), read from its metadata by ``core.references``.
+
 Slice thickness is drawn per series from 1,000 values (0.50 to 10.49 mm in 0.01 steps)
 and pixel spacing per study from 50 (0.400 to 0.449 mm): a one-bucket thickness range
 holds about 0.1 % of the instances.
@@ -16,17 +22,22 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import pydicom
 from pydicom.data import get_testdata_file
 
-from webpacs.core import anyattr
+from webpacs.core import anyattr, references
 from webpacs.core.attributes import STORED, Level
 from webpacs.core.dicomjson import build_metadata, project
 from webpacs.storage.sqlattrs import path_id
 
 THICKNESSES = 1000
+CT_CLASS = "1.2.840.10008.5.1.4.1.1.2"
+SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+#: (sop_uid, series_uid, study_uid, target, level, frame, via): a ``refs`` row
+Edge = tuple[str, str, str, str, str, int, str]
 
 
 def thickness(series_index: int) -> float:
@@ -47,6 +58,18 @@ class Instance:
     series_json: bytes
     instance_json: bytes
     values: list[tuple[int, int, int, float | None, str | None]]  # path, occ, pos, num, txt
+    edges: list[Edge]
+
+
+def seg_references(series: str, sops: list[str]) -> dict[str, Any]:
+    """ReferencedSeriesSequence > ReferencedInstanceSequence naming ``sops`` of ``series``
+    (DICOM JSON), as a highdicom SEG holds them."""
+    items = [
+        {"00081150": {"vr": "UI", "Value": [CT_CLASS]}, "00081155": {"vr": "UI", "Value": [sop]}}
+        for sop in sops
+    ]
+    item = {"0020000E": {"vr": "UI", "Value": [series]}, "0008114A": {"vr": "SQ", "Value": items}}
+    return {"00081115": {"vr": "SQ", "Value": [item]}}
 
 
 class Template:
@@ -60,18 +83,23 @@ class Template:
             ds, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, threshold=1024
         )
         found = anyattr.entries(self.meta)
-        self.nested = sorted({k for k, *_ in found if "." in k})
+        seg = anyattr.entries(seg_references("1.2", ["1.2.3"]))
+        self.nested = sorted({k for k, *_ in found + seg if "." in k})
         self._entries = found
 
     def instance(
         self, study: str, series: str, sop: str, *, pid: str, name: str, date: str,
         modality: str, number: int, series_index: int, study_index: int,
+        sop_class: str = CT_CLASS, extra: dict[str, Any] | None = None,
     ) -> Instance:  # fmt: skip
+        """The template re-stamped; ``extra`` (DICOM JSON) is added to its metadata, with
+        its attribute values and the reference edges it makes."""
         st, ps = thickness(series_index), spacing(study_index)
         stamp = {
             "0020000D": ("UI", [study]), "0020000E": ("UI", [series]), "00080018": ("UI", [sop]),
             "00100020": ("LO", [pid]), "00100010": ("PN", [{"Alphabetic": name}]),
             "00080020": ("DA", [date]), "00080060": ("CS", [modality]),
+            "00080016": ("UI", [sop_class]),
             "00200013": ("IS", [number]), "00180050": ("DS", [st]),
             "00280030": ("DS", [ps, ps]), "00201041": ("DS", [-5.0 * number]),
             "00200032": ("DS", [-158.1, -179.0, -5.0 * number]),
@@ -85,10 +113,19 @@ class Template:
                 number = norm if isinstance(norm, float) else None
                 text = norm if isinstance(norm, str) else None
                 values.append((path_id(tag), 0, pos, number, text))
+        edges: list[Edge] = []
+        if extra:
+            meta.update(extra)
+            values = [(path_id(k), o, p, n, t) for k, o, p, n, t in anyattr.entries(meta)]
+            edges = [
+                (sop, series, study, r.uid, r.level, r.frame or 0, r.via)
+                for r in references.from_json(extra)
+            ]
         return Instance(
             orjson.dumps(meta),
             orjson.dumps(project(meta, STORED[Level.STUDY])),
             orjson.dumps(project(meta, STORED[Level.SERIES])),
             orjson.dumps(project(meta, STORED[Level.INSTANCE])),
             values,
+            edges,
         )

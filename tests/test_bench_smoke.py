@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -198,12 +199,22 @@ def test_qido_scale_script_on_postgresql(postgresql_server: int) -> None:
 
     rows = qido_scale.measure(2_000, 5, http=True, index="postgresql")
     timed = [r for r in rows if "p50_ms" in r]
-    assert [(r["where"], r["index"]) for r in timed] == [("in process", "postgresql")] * 4 + [
+    assert [(r["where"], r["index"]) for r in timed] == [("in process", "postgresql")] * 6 + [
         ("over HTTP", "postgresql")
-    ] * 4
+    ] * 6
     assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in timed)
+    _assert_reference_rows(qido_scale, timed)
     (size,) = [r for r in rows if r["workload"] == "index size"]
-    assert size["with_mb"] > size["without_mb"] > 0
+    assert size["with_mb"] > size["without_mb"] > size["refs_mb"] > 0
+
+
+def _assert_reference_rows(qido_scale: Any, timed: list[dict[str, Any]]) -> None:
+    """The by-reference rows found the study's segmentation (one match a query), in process
+    and over HTTP."""
+    names = (qido_scale.REFERENCE_ROW, qido_scale.REFERENCE_STUDY_ROW)
+    reference = [r for r in timed if r["workload"] in names]
+    assert len(reference) == 4, reference
+    assert all(r["mean_matches"] == 1 for r in reference), reference
 
 
 def test_qido_scale_script() -> None:
@@ -215,20 +226,18 @@ def test_qido_scale_script() -> None:
         "studies by date range (limit 100)",
         "instances by SliceThickness range (limit 100)",
         "studies by SliceThickness + PixelSpacing",
+        qido_scale.REFERENCE_ROW,
+        qido_scale.REFERENCE_STUDY_ROW,
     ]
     timed = [r for r in rows if "p50_ms" in r]
     assert [(r["workload"], r["where"]) for r in timed] == [
         (n, where) for where in ("in process", "over HTTP") for n in names
-    ] or [(r["workload"], r["where"]) for r in timed] == [
-        (n, where)
-        for where in ("in process", "over HTTP")
-        for n in [*names, qido_scale.REFERENCE_ROW]
     ]
     assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in timed)
     cohort = [r for r in timed if "SliceThickness" in r["workload"] and r["where"] == "in process"]
     assert all(r["mean_matches"] > 0 for r in cohort)  # every query of the cohort found rows
+    _assert_reference_rows(qido_scale, timed)
     (size,) = [r for r in rows if r["workload"] == "index size"]
-    assert size["with_mb"] > size["without_mb"] > 0
+    assert size["with_mb"] > size["without_mb"] > size["refs_mb"] > 0
     assert size["ratio"] > 1
-    reference = [r for r in rows if r["workload"] == qido_scale.REFERENCE_ROW]
-    assert reference  # timed once the tree has webpacsReferences, else marked as needing it
+    assert size["built_instances"] == 40 * 49  # 40 studies: 48 images and a SEG each
