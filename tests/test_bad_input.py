@@ -243,7 +243,7 @@ def test_unknown_resources(srv: RunningServer, path: str) -> None:
         ({"limit": "-1"}, "limit"),
         ({"offset": "x"}, "offset"),
         ({"NoSuchKeyword": "1"}, "NoSuchKeyword"),
-        ({"Rows": "512"}, "Rows"),  # instance attribute at study level
+        ({"Rows": "many"}, "Rows"),  # an instance attribute (an extension key here): no number
     ],
 )
 def test_bad_queries(srv: RunningServer, params: dict[str, str], word: str) -> None:
