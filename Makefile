@@ -38,7 +38,7 @@ NPM_TOOLS := .npm-tools
 NPM_STAMP := $(NPM_TOOLS)/.installed
 $(NPM_STAMP):
 	@if command -v npm >/dev/null 2>&1; then \
-		npm install --silent --no-audit --no-fund --prefix $(NPM_TOOLS) pouchdb-server@4 \
+		npm install --silent --no-audit --no-fund --prefix $(NPM_TOOLS) pouchdb-server@4 oidc-provider@9 \
 		&& touch $(NPM_STAMP) \
 		|| echo "npm install pouchdb-server failed: CouchDB backend tests will be skipped"; \
 	else echo "npm not found: CouchDB backend tests will be skipped"; fi
