@@ -99,3 +99,11 @@ def check_exposure(settings: Settings, host: str) -> None:
         )
     log.warning("serving %s with auth.mode none: anyone who reaches it may read and change"
                 " every study (auth.allowAnonymous)", host)  # fmt: skip
+
+
+def cors_origins(settings: Settings) -> list[str]:
+    """``auth.corsOrigins``; unset: ``*`` when ``auth.mode`` is ``none``, else no other origin."""
+    origins = list(settings.auth.cors_origins)
+    if "*" in origins and settings.auth.mode != "none":
+        raise ConfigError("auth.corsOrigins '*' is only allowed with auth.mode none")
+    return origins or (["*"] if settings.auth.mode == "none" else [])

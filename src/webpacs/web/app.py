@@ -14,10 +14,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from webpacs import __version__
-from webpacs.auth import Authenticator
+from webpacs.auth import Authenticator, cors_origins
 from webpacs.config import Settings
 from webpacs.documents.deriver import Deriver
-from webpacs.errors import ConfigError, WebpacsError
+from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
 from webpacs.web import (
@@ -58,14 +58,6 @@ async def conflicts(request: Request) -> Response:
 async def home(request: Request) -> Response:
     root = settings(request).server.root_path
     return JSONResponse({"name": "webpacs", "version": __version__, "dicomweb": root})
-
-
-def cors_origins(settings: Settings) -> list[str]:
-    """``auth.corsOrigins``; unset: ``*`` when ``auth.mode`` is ``none``, else no other origin."""
-    origins = list(settings.auth.cors_origins)
-    if "*" in origins and settings.auth.mode != "none":
-        raise ConfigError("auth.corsOrigins '*' is only allowed with auth.mode none")
-    return origins or (["*"] if settings.auth.mode == "none" else [])
 
 
 def create_app(settings: Settings, st: Store | None = None) -> Starlette:
