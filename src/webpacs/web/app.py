@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from webpacs import __version__
+from webpacs.audit import AuditLog
 from webpacs.auth import Authenticator, cors_origins
 from webpacs.config import Settings
 from webpacs.documents.deriver import Deriver
@@ -38,7 +39,7 @@ from webpacs.web import (
     wado,
     wadouri,
 )
-from webpacs.web.audit import Audit, AuditLog
+from webpacs.web.audit import Audit
 from webpacs.web.common import path_uids, settings, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 from webpacs.web.labels import routes as label_routes

@@ -14,36 +14,12 @@ token or password. ``path: "-"`` writes to standard output.
 
 from __future__ import annotations
 
-import sys
-import threading
-from datetime import UTC, datetime
-from typing import Any
-
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from webpacs.audit import AuditLog
 from webpacs.web.observe import route_template
 
 _UID_PARAMS = ("patient", "study", "series", "instance", "frames", "label")
-
-
-class AuditLog:
-    """Appends JSON lines to a file (or standard output), one write per line."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def write(self, entry: dict[str, Any]) -> None:
-        line = orjson.dumps({"time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                             **entry}) + b"\n"  # fmt: skip
-        with self._lock:
-            if self.path == "-":
-                sys.stdout.buffer.write(line)
-                sys.stdout.buffer.flush()
-                return
-            with open(self.path, "ab") as out:  # opened per line: rotation-friendly
-                out.write(line)
 
 
 class Audit:

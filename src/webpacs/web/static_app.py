@@ -38,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from webpacs.audit import AuditLog
 from webpacs.auth import Authenticator, cors_origins
 from webpacs.config import Settings, isolated
 from webpacs.core import numbers
@@ -46,7 +47,7 @@ from webpacs.core.multipart import iter_multipart, multipart_content_type, new_b
 from webpacs.errors import NotFound, WebpacsError
 from webpacs.static.tree import read_part
 from webpacs.web import access
-from webpacs.web.audit import Audit, AuditLog
+from webpacs.web.audit import Audit
 from webpacs.web.common import accepts_gzip, path_uids
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 
