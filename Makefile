@@ -35,12 +35,13 @@ $(STAMP): $(RUN_STAMP)
 # pouchdb-server (a CouchDB-compatible server) for the CouchDB backend tests, project-local.
 # Without npm the CouchDB tests skip with a reason (fail if WEBPACS_REQUIRE_SYSTEM_DEPS=1).
 NPM_TOOLS := .npm-tools
-NPM_STAMP := $(NPM_TOOLS)/.installed
+# The stamp's name changes when the package list grows, so that existing checkouts reinstall.
+NPM_STAMP := $(NPM_TOOLS)/.installed-oidc
 $(NPM_STAMP):
 	@if command -v npm >/dev/null 2>&1; then \
-		npm install --silent --no-audit --no-fund --prefix $(NPM_TOOLS) pouchdb-server@4 \
+		npm install --silent --no-audit --no-fund --prefix $(NPM_TOOLS) pouchdb-server@4 oidc-provider@9 \
 		&& touch $(NPM_STAMP) \
-		|| echo "npm install pouchdb-server failed: CouchDB backend tests will be skipped"; \
+		|| echo "npm install pouchdb-server oidc-provider failed: CouchDB and OIDC tests will be skipped"; \
 	else echo "npm not found: CouchDB backend tests will be skipped"; fi
 
 # OHIF 3's built app (npm @ohif/app, pinned) for the hosted viewer at /viewer/ and the browser

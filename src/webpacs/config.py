@@ -28,7 +28,7 @@ import copy
 import os
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -99,6 +99,25 @@ class ViewerSettings:
 class LogSettings:
     format: str = "text"  # or "json": one JSON object per line (also: --log-format)
     access: bool = True  # one line per HTTP request (logger webpacs.access)
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """HTTP access control (``webpacs.auth``, ``webpacs.web.access``)."""
+
+    mode: str = "none"  # "basic", "oidc" or "basic+oidc"
+    allow_anonymous: bool = False  # "none" on an address other than loopback
+    cors_origins: tuple[str, ...] = ()  # () = "*" when mode is "none", else no other origin
+    # name -> {"hash": argon2 hash, "role": one of ROLES} (checked by _merge_users)
+    users: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+    oidc: dict[str, str] = field(
+        default_factory=lambda: {"issuer": "", "audience": "", "rolesClaim": "roles"}
+    )
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    path: str = ""  # one JSON line per access to patient data and per change; "-" = stdout
 
 
 @dataclass(frozen=True)
@@ -184,6 +203,8 @@ SECTIONS: dict[str, type[DataclassInstance]] = {
     "server": ServerSettings,
     "viewer": ViewerSettings,
     "log": LogSettings,
+    "auth": AuthSettings,
+    "audit": AuditSettings,
     "ingest": IngestSettings,
     "dimse": DimseSettings,
     "static": StaticSettings,
@@ -206,7 +227,11 @@ def key_of(name: str) -> str:
 def _schema(cls: type[DataclassInstance]) -> dict[str, Any]:
     """A section's keys and defaults, as configuration files write them (tuples as lists)."""
     return {
-        key_of(f.name): list(f.default) if isinstance(f.default, tuple) else f.default
+        key_of(f.name): list(f.default)
+        if isinstance(f.default, tuple)
+        else f.default_factory()
+        if f.default is MISSING and f.default_factory is not MISSING
+        else f.default
         for f in fields(cls)
     }
 
@@ -217,6 +242,8 @@ DEFAULTS: dict[str, Any] = {
     **{name: _schema(cls) for name, cls in SECTIONS.items()},
     "ae": {},  # free-form name -> AE_KEYS (see _merge_ae)
 }
+#: The roles, each including the ones before it (DESIGN "Access control").
+ROLES = ("read", "write", "admin")
 
 #: Key paths of the secret settings (see ``secret``).
 SECRETS = frozenset(
@@ -248,6 +275,7 @@ _CHOICES = {
     ("ingest", "conflict"): ("reject", "overwrite"),
     ("proxy", "retrieve"): ("move", "get"),
     ("log", "format"): ("text", "json"),
+    ("auth", "mode"): ("none", "basic", "oidc", "basic+oidc"),
     ("ingest", "recompress"): tuple(RECOMPRESS_FAMILIES),  # each item of the list
 }
 for _service in SERVICES:
@@ -290,6 +318,8 @@ class Settings:
     server: ServerSettings = field(init=False)
     viewer: ViewerSettings = field(init=False)
     log: LogSettings = field(init=False)
+    auth: AuthSettings = field(init=False)
+    audit: AuditSettings = field(init=False)
     ingest: IngestSettings = field(init=False)
     dimse: DimseSettings = field(init=False)
     static: StaticSettings = field(init=False)
@@ -429,6 +459,8 @@ def _merge(
             raise ConfigError(f"{origin}: unknown key {'.'.join(path)!r}")
         if path == ("ae",):
             _merge_ae(into["ae"], value, origin, sources)
+        elif path == ("auth", "users"):
+            _merge_users(into["users"], value, origin, sources)
         elif isinstance(schema[key], dict):
             if not isinstance(value, dict):
                 raise ConfigError(f"{origin}: {'.'.join(path)} must be an object")
@@ -488,6 +520,24 @@ def _merge_ae(
                     )
             target[key] = list(value) if key == "services" else value
             sources[("ae", name, key)] = origin
+
+
+def _merge_users(
+    into: dict[str, Any], layer: Any, origin: str, sources: dict[tuple[str, ...], str]
+) -> None:
+    """Merge a layer's ``auth.users``: whole entries by name, each a hash and a role."""
+    if not isinstance(layer, dict):
+        raise ConfigError(f"{origin}: auth.users must be an object (name -> user)")
+    for name, entry in layer.items():
+        ok = isinstance(entry, dict) and set(entry) == {"hash", "role"}
+        if not ok or not isinstance(entry["hash"], str) or entry["role"] not in ROLES:
+            raise ConfigError(
+                f"{origin}: auth.users.{name} must be {{hash: ..., role: {'|'.join(ROLES)}}}"
+            )
+        if not entry["hash"].startswith("$argon2"):
+            raise ConfigError(f"{origin}: auth.users.{name}.hash is not an argon2 hash")
+        into[name] = dict(entry)
+        sources[("auth", "users", name)] = origin
 
 
 def _finish(values: dict[str, Any], sources: dict[tuple[str, ...], str]) -> None:

@@ -13,6 +13,8 @@ statuses (STOW-RS and DIMSE) only in ``webpacs.core.status``::
     ├── UnsupportedMediaType    request body of a type we do not take         (HTTP 415)
     ├── PayloadTooLarge         request body over the configured limit        (HTTP 413)
     ├── Forbidden               operation switched off in configuration       (HTTP 403)
+    │   └── NotAllowed          the caller's role does not include the route's  (HTTP 403)
+    ├── Unauthorized            no, or no valid, credentials (auth.mode)      (HTTP 401)
     ├── NotImplementedFeature   a feature this version does not provide       (HTTP 501)
     ├── ConfigError             bad configuration (file and key named)
     ├── StorageError            a backend failed (disk, database, network)    (HTTP 503)
@@ -70,6 +72,15 @@ class PayloadTooLarge(WebpacsError):
 
 class Forbidden(WebpacsError):
     """The operation is disabled by configuration."""
+
+
+class NotAllowed(Forbidden):
+    """The caller is known, but its role does not include the one the route needs."""
+
+
+class Unauthorized(WebpacsError):
+    """No credentials, or credentials that do not check out (``details["challenge"]`` is the
+    ``WWW-Authenticate`` value)."""
 
 
 class NotImplementedFeature(WebpacsError):

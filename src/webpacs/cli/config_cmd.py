@@ -39,6 +39,8 @@ def show(
             shown = f"(inherits {path[-1]})"
         elif path in SECRETS:
             shown = "***" if value else "''"
+        elif path[:2] == ("auth", "users"):  # a password hash is a secret too
+            shown = repr({"hash": "***", "role": value["role"]})
         elif path == ("dataDir",):
             shown = repr(str(settings.data_dir))  # "" and "~" resolved: the directory used
         else:

@@ -17,6 +17,7 @@ from webpacs.cli.scp import scp
 from webpacs.cli.serve import serve
 from webpacs.cli.static_cmd import static
 from webpacs.cli.update_cmd import update
+from webpacs.cli.user_cmd import user
 from webpacs.cli.viewer_cmd import viewer
 
 
@@ -40,3 +41,4 @@ main.add_command(restore)
 main.add_command(export)
 main.add_command(query)
 main.add_command(viewer)
+main.add_command(user)

@@ -11,6 +11,7 @@ import click
 import uvicorn
 from rich.text import Text
 
+from webpacs.auth import check_exposure
 from webpacs.cli import workers as supervisor
 from webpacs.cli.common import config_options, console, log_format, settings_from, setup_logging
 from webpacs.config import ServerSettings, Settings
@@ -46,6 +47,10 @@ def serve(
     flags = {"dataDir": data_dir, "server": {"host": host, "port": port, "workers": workers}}
     settings = settings_from(config_files, flags)
     srv = settings.server
+    try:
+        check_exposure(settings, srv.host)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     n = _workers(srv.workers)
     if n is not None and srv.port == 0:
         raise SystemExit("port 0 (any free port) needs a single worker: set --port or --workers 1")

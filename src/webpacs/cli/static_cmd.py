@@ -242,14 +242,27 @@ def _summary(report: Any, verbose: int) -> None:
 @click.argument("root", type=UserPath(exists=True, file_okay=False), default=DEFAULT_OUT)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, default=8043, show_default=True, help="HTTP port.")
-def serve(root: str, host: str, port: int) -> None:
-    """Serve the static subset of DICOMweb from a tree (see webpacs.web.static_app)."""
+@config_options
+def serve(
+    root: str, host: str, port: int, config_files: tuple[str, ...], data_dir: str | None,
+    verbose: int,
+) -> None:  # fmt: skip
+    """Serve the static subset of DICOMweb from a tree (see webpacs.web.static_app); the
+    configuration's auth and audit settings apply as for webpacs serve."""
     import uvicorn
 
+    from webpacs.auth import check_exposure
+    from webpacs.errors import ConfigError
     from webpacs.web.static_app import create_static_app
 
+    settings = settings_from(config_files, {"dataDir": data_dir})
+    try:
+        check_exposure(settings, host)
+        app = create_static_app(root, settings)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     console.print(f"static DICOMweb from {root}: [bold]http://{host}:{port}/studies[/]")
-    uvicorn.run(create_static_app(root), host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @static.command("nginx-config")

@@ -30,7 +30,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated na
 from pynetdicom.transport import ThreadedAssociationServer
 
 from webpacs.config import Settings
-from webpacs.dimse import observe
+from webpacs.dimse import audit, observe
 from webpacs.dimse.context import ScpContext
 from webpacs.dimse.find import handle_find
 from webpacs.dimse.retrieve import handle_get, handle_move
@@ -91,6 +91,7 @@ def handlers(ctx: ScpContext) -> list[tuple[Any, ...]]:
         (evt.EVT_C_MOVE, handle_move, [ctx]),
         (evt.EVT_C_GET, handle_get, [ctx]),
         *observe.HANDLERS,  # metrics and log lines of associations and responses
+        *audit.handlers(ctx.settings.audit.path),
     ]
 
 

@@ -14,12 +14,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from webpacs import __version__
+from webpacs.audit import AuditLog
+from webpacs.auth import Authenticator, cors_origins
 from webpacs.config import Settings
 from webpacs.documents.deriver import Deriver
 from webpacs.errors import WebpacsError
 from webpacs.proxy import Proxy
 from webpacs.storage.registry import Store, open_store
 from webpacs.web import (
+    access,
     browser,
     capabilities,
     delete,
@@ -36,6 +39,7 @@ from webpacs.web import (
     wado,
     wadouri,
 )
+from webpacs.web.audit import Audit
 from webpacs.web.common import path_uids, settings, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 from webpacs.web.labels import routes as label_routes
@@ -97,14 +101,22 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     routes: list[Route | Mount] = [*browser.routes(home), *ops.routes, *openapi.routes]
     routes += [*capabilities.routes(root), *viewer.routes(settings)]
     routes += [Mount(root, routes=dicomweb)] if root else dicomweb
+    auth = Authenticator(settings)
+    guarded = access.protect(list(routes), auth, access.route_roles(list(routes), root))
     app = Starlette(
-        routes=routes,
+        routes=guarded,
         exception_handlers={WebpacsError: handle_webpacs_error, Exception: handle_unexpected},
         middleware=[
             Middleware(Observe, access_log=settings.log.access),
+            *(
+                [Middleware(Audit, log=AuditLog(settings.audit.path))]
+                if settings.audit.path
+                else []
+            ),
             Middleware(
                 CORSMiddleware,
-                allow_origins=["*"],
+                allow_origins=cors_origins(settings),
+                allow_credentials=settings.auth.mode != "none",
                 allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
                 allow_headers=["*"],
                 expose_headers=["ETag", "Warning", "Content-Location"],

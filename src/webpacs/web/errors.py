@@ -20,6 +20,7 @@ STATUS: dict[type[errors.WebpacsError], int] = {
     errors.UnsupportedMediaType: 415,
     errors.PayloadTooLarge: 413,
     errors.Forbidden: 403,
+    errors.Unauthorized: 401,
     errors.NotImplementedFeature: 501,
     errors.ConfigError: 500,
     errors.StorageError: 503,
@@ -36,11 +37,12 @@ def status_for(exc: errors.WebpacsError) -> int:
     return 500
 
 
-def error_response(status: int, message: str) -> Response:
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps({"error": message, "status": status}),
         status_code=status,
         media_type="application/json",
+        headers=headers,
     )
 
 
@@ -49,7 +51,9 @@ async def handle_webpacs_error(request: Request, exc: Exception) -> Response:
     status = status_for(exc)
     if status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
-    return error_response(status, str(exc))
+    challenge = exc.details.get("challenge")
+    headers = {"WWW-Authenticate": str(challenge)} if challenge else None
+    return error_response(status, str(exc), headers)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

@@ -16,8 +16,11 @@ malformed UID is 400, a missing study 404, both as the JSON error body) and its
 * ``GET /studies/{S}/bulkdata/...``: bulk data files (relative ``BulkDataURI``s resolve here).
 
 Unfiltered gzip'd files are sent as they are, with ``Content-Encoding: gzip``, to clients
-that accept gzip, and decompressed for the others. CORS is open to every origin (preflights
-answered), as in the nginx configuration.
+that accept gzip, and decompressed for the others.
+
+Access follows the same settings as ``webpacs serve``: every route needs ``ROLE`` (``auth.mode``
+decides who has it), CORS follows ``auth.corsOrigins`` (open to every origin with
+``auth.mode: none``, as in the nginx configuration) and ``audit.path`` gets a line per request.
 """
 
 from __future__ import annotations
@@ -35,11 +38,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from webpacs.audit import AuditLog
+from webpacs.auth import Authenticator, cors_origins
+from webpacs.config import Settings, isolated
 from webpacs.core import numbers
 from webpacs.core.media import DICOM_JSON
 from webpacs.core.multipart import iter_multipart, multipart_content_type, new_boundary
 from webpacs.errors import NotFound, WebpacsError
 from webpacs.static.tree import read_part
+from webpacs.web import access
+from webpacs.web.audit import Audit
 from webpacs.web.common import accepts_gzip, path_uids
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 
@@ -88,9 +96,15 @@ def _filtered(request: Request, kind: str, files: list[Path]) -> Response:
     return Response(orjson.dumps(rows), media_type=JSON)
 
 
-def create_static_app(root: str | Path) -> Starlette:
-    """A Starlette app answering the static subset of DICOMweb from the tree at ``root``."""
+#: The role every route of the static app needs (all are reads).
+ROLE = "read"
+
+
+def create_static_app(root: str | Path, settings: Settings | None = None) -> Starlette:
+    """A Starlette app answering the static subset of DICOMweb from the tree at ``root``;
+    ``settings`` (default: the defaults) give its ``auth`` and ``audit``."""
     base = Path(root).expanduser()
+    settings = settings if settings is not None else isolated()
 
     async def studies(request: Request) -> Response:
         f = base / "studies/index.json.gz"
@@ -185,13 +199,17 @@ def create_static_app(root: str | Path) -> Starlette:
         Route(f"{s}{x}{i}/frames/{{frames}}", frames),
         Route(f"{s}/bulkdata/{{path:path}}", bulkdata),
     ]
-    # Open CORS (as nginx-config writes it), so that OHIF served from another origin reads it.
     cors = Middleware(
-        CORSMiddleware, allow_origins=["*"], allow_methods=["GET"], allow_headers=["*"]
+        CORSMiddleware,
+        allow_origins=cors_origins(settings),
+        allow_credentials=settings.auth.mode != "none",
+        allow_methods=["GET"],
+        allow_headers=["*"],
     )
+    audit = [Middleware(Audit, log=AuditLog(settings.audit.path))] if settings.audit.path else []
     return Starlette(
-        routes=routes,
-        middleware=[cors],
+        routes=access.protect_all(routes, ROLE, Authenticator(settings)),
+        middleware=[cors, *audit],
         exception_handlers={
             WebpacsError: handle_webpacs_error,
             Exception: handle_unexpected,
