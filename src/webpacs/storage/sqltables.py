@@ -188,6 +188,10 @@ class Tables:
         row |= {"metadata": rec.metadata, "framemap": orjson.dumps(rec.framemap),
                 "attributes": orjson.dumps(rec.attributes)}  # fmt: skip
         self._insert(db, "instances", row)
+        # what the side tables still hold for this SOP Instance UID (its instances row was
+        # lost: deleted by hand, or an older index restored) is replaced, not added to
+        self.refs.forget(db, rec.sop_uid)
+        sqlattrs.remove(self.d, db, rec.sop_uid)
         self.refs.record(db, rec)
         sqlattrs.add(self.d, db, rec.sop_uid, rec.series_uid, rec.study_uid, meta)
         for level in (Level.SERIES, Level.STUDY):
