@@ -334,22 +334,7 @@ class CouchIndex:
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[InstanceRecord]:
         docs = self.searcher.instance_docs(study_uid, series_uid, sop_uid)
-        removed: list[InstanceRecord] = []
-        for doc in docs:
-            for attempt in range(_RETRIES):
-                tomb = {
-                    "_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True, "type": "instance",
-                    "study": doc["study"], "series": doc["series"], "sop": doc["sop"],
-                    "t": time.time(),
-                }  # fmt: skip
-                if self._save(tomb):
-                    removed.append(_record(doc))
-                    break
-                _pause(attempt)
-                fresh = self._doc(doc["_id"])
-                if fresh is None:
-                    break
-                doc = fresh
+        removed = self._delete_revisions([d["_id"] for d in docs])
         if removed:
             self._after_removal(removed)
             self._forget_labels(removed)
@@ -358,6 +343,51 @@ class CouchIndex:
             tombs = [{"_id": c["_id"], "_rev": c["_rev"], "_deleted": True} for c in conflicts]
             if tombs:
                 self.client.call("POST", "_bulk_docs", body={"docs": tombs}, ok=(201, 202))
+        return removed
+
+    def _delete_revisions(self, ids: list[str]) -> list[InstanceRecord]:
+        """Delete every revision of these instance documents, the conflicting ones that
+        replication left included (else one of them would take the deleted one's place).
+
+        One read of the documents with their conflicts, the conflicting revisions read
+        one by one (they name objects of their own), one ``_bulk_docs`` of tombstones;
+        documents someone wrote in between are read again. Returns one record per
+        revision deleted.
+        """
+        removed: list[InstanceRecord] = []
+        pending = list(dict.fromkeys(ids))
+        for attempt in range(_RETRIES):
+            if not pending:
+                break
+            _, page = self.client.call(
+                "POST", "_all_docs", params={"include_docs": "true", "conflicts": "true"},
+                body={"keys": pending},
+            )  # fmt: skip
+            revisions: list[dict[str, Any]] = []
+            for row in page.get("rows", []):
+                doc = row.get("doc")
+                if not doc or doc.get("type") != "instance":
+                    continue
+                revisions.append(doc)
+                for rev in doc.pop("_conflicts", []):
+                    other = self._doc(doc["_id"], rev=rev)
+                    if other is not None and other.get("type") == "instance":
+                        revisions.append(other)
+            if not revisions:
+                break
+            tombs = [
+                {"_id": d["_id"], "_rev": d["_rev"], "_deleted": True, "type": "instance",
+                 "study": d["study"], "series": d["series"], "sop": d["sop"], "t": time.time()}
+                for d in revisions
+            ]  # fmt: skip
+            _, results = self.client.call("POST", "_bulk_docs", body={"docs": tombs}, ok=(201, 202))
+            failed = {r["id"] for r in results if r.get("error")}
+            removed += [
+                _record(d) for d, r in zip(revisions, results, strict=True) if not r.get("error")
+            ]
+            pending = [i for i in pending if i in failed]
+            if pending:
+                _pause(attempt)
         return removed
 
     def _forget_labels(self, removed: list[InstanceRecord]) -> None:
