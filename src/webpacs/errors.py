@@ -95,6 +95,11 @@ class StorageError(WebpacsError):
     """A storage backend failed."""
 
 
+class ObjectMissing(StorageError):
+    """The index names an instance whose stored object is not in the blob store (yet):
+    replication of the index ran ahead of the bucket's, or the object was lost."""
+
+
 class UpstreamError(WebpacsError):
     """A remote PACS (``queryAe``/``proxyAe``) refused or failed a request.
 

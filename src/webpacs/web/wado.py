@@ -30,6 +30,7 @@ from webpacs.errors import NotAcceptable, NotFound, NotImplementedFeature
 from webpacs.pixels.codecs import PixelDescription
 from webpacs.pixels.offers import description, instance_offers, is_as_stored, pixel_offers
 from webpacs.pixels.transcode import transcode_frames, transcode_instance
+from webpacs.storage import presence
 from webpacs.storage.base import Blobs, InstanceRecord
 from webpacs.web import archive
 from webpacs.web.common import accepts_gzip, base_url, path_uids, store, threaded
@@ -106,6 +107,7 @@ async def _first_then_rest(chunks: Iterator[bytes], stored: Representation) -> I
 
 async def retrieve(request: Request) -> Response:
     records = await _records(request)
+    await threaded(presence.ensure_stored, store(request).blobs, records)
     accept = request.headers.get("accept")
     query_accept = request.query_params.get("accept")
     if archive.wants_zip(accept, query_accept):  # a ZIP of the Part 10 files (archive.py)
@@ -308,7 +310,8 @@ async def frames(request: Request) -> Response:
     )
     items = [fmap.frames[n - 1] for n in numbers]
     origin = fmap.frames[0][0][0]
-    return await _parts_response(store(request).blobs, rec, rep, items, fmap.swap, desc, origin)
+    with presence.reading(rec):
+        return await _parts_response(store(request).blobs, rec, rep, items, fmap.swap, desc, origin)
 
 
 async def bulkdata(request: Request) -> Response:
@@ -318,6 +321,13 @@ async def bulkdata(request: Request) -> Response:
     spans = fmap.bulk.get(path)
     if spans is None:
         raise NotFound(f"no bulk data {path!r} in instance {rec.sop_uid}")
+    with presence.reading(rec):
+        return await _bulk_response(request, rec, fmap, path, spans)
+
+
+async def _bulk_response(
+    request: Request, rec: InstanceRecord, fmap: FrameMap, path: str, spans: list[Span]
+) -> Response:
     blobs = store(request).blobs
     if path == f"{PIXEL_DATA:08X}" and rec.transfer_syntax not in UNCOMPRESSED:
         accept = request.headers.get("accept")

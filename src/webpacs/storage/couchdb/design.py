@@ -34,8 +34,9 @@ from webpacs.storage.couchdb import attrs, refs
 
 #: Bump when a view or an index definition changes: existing databases are upgraded
 #: (6: the reference graph's and labels' views and index, ``refs``; 7: the attribute
-#: values' view, ``attrs``).
-DESIGN_VERSION = 7
+#: values' view, ``attrs``; 8: instances per series, ``nser``, for a QIDO page's counts
+#: in one multi-key query).
+DESIGN_VERSION = 8
 DESIGN_ID = "_design/webpacs"
 
 VIEWS: dict[str, dict[str, str]] = {
@@ -44,6 +45,11 @@ VIEWS: dict[str, dict[str, str]] = {
         "map": "function (doc) { if (doc.type === 'instance') {"
         " emit([doc.study, doc.series, (doc.a && doc.a.Modality) || ''], doc.vh); } }",
         "reduce": "_stats",
+    },
+    "nser": {
+        "map": "function (doc) { if (doc.type === 'instance') {"
+        " emit([doc.study, doc.series], null); } }",
+        "reduce": "_count",
     },
     "mods": {
         "map": "function (doc) { if (doc.type === 'instance') {"

@@ -21,8 +21,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -35,7 +35,7 @@ from webpacs.core.references import Reference
 from webpacs.errors import StorageError
 from webpacs.storage import rows
 from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
-from webpacs.storage.couchdb import attrs, design, refs
+from webpacs.storage.couchdb import attrs, bulk, design, refs
 from webpacs.storage.couchdb.http import CouchClient
 from webpacs.storage.couchdb.search import Searcher
 
@@ -92,6 +92,7 @@ class CouchIndex:
             url, database, username=username, password=password, max_concurrent=max_concurrent
         )
         self._opaque: dict[int, str] = {}
+        self._pending = bulk.PendingSummaries()
         upgraded = self._ensure_database()
         self.schema_version = design.DESIGN_VERSION
         self.searcher = Searcher(self.client, allow_scan=allow_scan)
@@ -195,9 +196,20 @@ class CouchIndex:
         }
 
     # -- writes ------------------------------------------------------------------------
-    def batch(self) -> AbstractContextManager[None]:
-        """Writes are one document call each here; a batch changes nothing."""
-        return nullcontext()
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Each new instance is its one ``PUT``; the summaries they touch are written
+        together when the batch ends (``bulk``)."""
+        if self._pending.steps is not None:  # nested: the outer batch writes them
+            yield
+            return
+        self._pending.steps = {}
+        try:
+            yield
+        finally:
+            steps, self._pending.steps = self._pending.steps, None
+            if steps:
+                bulk.flush(self, steps, _RETRIES)
 
     def put(
         self, record: InstanceRecord, *, overwrite: bool
@@ -205,9 +217,14 @@ class CouchIndex:
         meta = orjson.loads(record.metadata)
         doc = self._instance_doc(record, meta)
         if self._save(doc):  # the common case, a new instance: one call
+            if self._pending.steps is not None:  # in a batch: summaries at its end
+                self._pending.add(f"series:{record.series_uid}", (Level.SERIES, doc, meta))
+                self._pending.add(f"study:{record.study_uid}", (Level.STUDY, doc, meta))
+                return Outcome.STORED, None
             self._summarize(Level.SERIES, doc, meta)
             self._summarize(Level.STUDY, doc, meta)
             return Outcome.STORED, None
+        self._flush_pending()  # what follows reads and writes summaries one by one
         for attempt in range(_RETRIES):
             current = self._doc(record.sop_uid)
             old = None
@@ -232,6 +249,12 @@ class CouchIndex:
             self._after_removal([old])
         return outcome, old
 
+    def _flush_pending(self) -> None:
+        steps = self._pending.steps
+        if steps:
+            self._pending.steps = {}
+            bulk.flush(self, steps, _RETRIES)
+
     def _update(
         self, doc_id: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
     ) -> dict[str, Any] | None:
@@ -244,7 +267,7 @@ class CouchIndex:
         for attempt in range(_RETRIES):
             current = self._doc(doc_id, conflicts="true")
             if current is not None and current.get("_conflicts"):
-                current = self._merge_conflicts(current)
+                current = self.merge_conflicts(current)
             new = change(current)
             if new is None:
                 return current
@@ -255,7 +278,7 @@ class CouchIndex:
             _pause(attempt)
         raise StorageError(f"{doc_id}: too many concurrent writers")
 
-    def _merge_conflicts(self, doc: dict[str, Any]) -> dict[str, Any]:
+    def merge_conflicts(self, doc: dict[str, Any]) -> dict[str, Any]:
         revs = doc.pop("_conflicts")
         others = [self._doc(doc["_id"], rev=r) for r in revs]
         versions = [doc] + [o for o in others if o is not None]
@@ -288,19 +311,35 @@ class CouchIndex:
         }
         return doc, summary
 
-    def _summarize(self, level: Level, inst: dict[str, Any], meta: dict[str, Any]) -> None:
+    def follow_step(
+        self,
+        level: Level,
+        inst: dict[str, Any],
+        meta: dict[str, Any],
+        current: dict[str, Any] | None,
+    ) -> tuple[dict[str, Any] | None, list[rows.Disagreement]]:
+        """The summary after ``inst`` was stored (None: ``current`` stays), and what
+        disagreed (``rows.follow``)."""
         fresh, summary = self._summary_doc(level, inst, meta)
+        values = None if current is None else current["a"]
+        latest = None if current is None else current.get("latest", 0)
+        replace, found = rows.follow(inst["study"], values, latest, summary)
+        return (dict(fresh) if replace else None), found
+
+    def _summarize(self, level: Level, inst: dict[str, Any], meta: dict[str, Any]) -> None:
         disagreements: list[rows.Disagreement] = []
 
         def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            disagreements.clear()
-            values = None if current is None else current["a"]
-            latest = None if current is None else current.get("latest", 0)
-            replace, found = rows.follow(inst["study"], values, latest, summary)
-            disagreements.extend(found)
-            return dict(fresh) if replace else None
+            new, found = self.follow_step(level, inst, meta, current)
+            disagreements[:] = found
+            return new
 
-        self._update(fresh["_id"], change)
+        uid = inst["study"] if level is Level.STUDY else inst["series"]
+        self._update(f"{level.value}:{uid}", change)
+        self.record_disagreements(disagreements)
+
+    def record_disagreements(self, disagreements: list[rows.Disagreement]) -> None:
+        """Keep what disagreed (``study_conflicts``), one document each, in one call."""
         if disagreements:
             docs = [
                 {"_id": f"conflict:{d.study_uid}:{uuid.uuid4().hex}", "type": "conflict",
@@ -333,23 +372,9 @@ class CouchIndex:
     def delete(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[InstanceRecord]:
+        self._flush_pending()  # this batch's summaries first: removal may follow them
         docs = self.searcher.instance_docs(study_uid, series_uid, sop_uid)
-        removed: list[InstanceRecord] = []
-        for doc in docs:
-            for attempt in range(_RETRIES):
-                tomb = {
-                    "_id": doc["_id"], "_rev": doc["_rev"], "_deleted": True, "type": "instance",
-                    "study": doc["study"], "series": doc["series"], "sop": doc["sop"],
-                    "t": time.time(),
-                }  # fmt: skip
-                if self._save(tomb):
-                    removed.append(_record(doc))
-                    break
-                _pause(attempt)
-                fresh = self._doc(doc["_id"])
-                if fresh is None:
-                    break
-                doc = fresh
+        removed = self._delete_revisions([d["_id"] for d in docs])
         if removed:
             self._after_removal(removed)
             self._forget_labels(removed)
@@ -358,6 +383,51 @@ class CouchIndex:
             tombs = [{"_id": c["_id"], "_rev": c["_rev"], "_deleted": True} for c in conflicts]
             if tombs:
                 self.client.call("POST", "_bulk_docs", body={"docs": tombs}, ok=(201, 202))
+        return removed
+
+    def _delete_revisions(self, ids: list[str]) -> list[InstanceRecord]:
+        """Delete every revision of these instance documents, the conflicting ones that
+        replication left included (else one of them would take the deleted one's place).
+
+        One read of the documents with their conflicts, the conflicting revisions read
+        one by one (they name objects of their own), one ``_bulk_docs`` of tombstones;
+        documents someone wrote in between are read again. Returns one record per
+        revision deleted.
+        """
+        removed: list[InstanceRecord] = []
+        pending = list(dict.fromkeys(ids))
+        for attempt in range(_RETRIES):
+            if not pending:
+                break
+            _, page = self.client.call(
+                "POST", "_all_docs", params={"include_docs": "true", "conflicts": "true"},
+                body={"keys": pending},
+            )  # fmt: skip
+            revisions: list[dict[str, Any]] = []
+            for row in page.get("rows", []):
+                doc = row.get("doc")
+                if not doc or doc.get("type") != "instance":
+                    continue
+                revisions.append(doc)
+                for rev in doc.pop("_conflicts", []):
+                    other = self._doc(doc["_id"], rev=rev)
+                    if other is not None and other.get("type") == "instance":
+                        revisions.append(other)
+            if not revisions:
+                break
+            tombs = [
+                {"_id": d["_id"], "_rev": d["_rev"], "_deleted": True, "type": "instance",
+                 "study": d["study"], "series": d["series"], "sop": d["sop"], "t": time.time()}
+                for d in revisions
+            ]  # fmt: skip
+            _, results = self.client.call("POST", "_bulk_docs", body={"docs": tombs}, ok=(201, 202))
+            failed = {r["id"] for r in results if r.get("error")}
+            removed += [
+                _record(d) for d, r in zip(revisions, results, strict=True) if not r.get("error")
+            ]
+            pending = [i for i in pending if i in failed]
+            if pending:
+                _pause(attempt)
         return removed
 
     def _forget_labels(self, removed: list[InstanceRecord]) -> None:
@@ -370,9 +440,11 @@ class CouchIndex:
                 self.label_docs.forget(study, None)
 
     def add_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
+        self._flush_pending()
         return self.label_docs.add(study_uid, series_uid, label)
 
     def remove_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
+        self._flush_pending()
         return self.label_docs.remove(study_uid, series_uid, label)
 
     # -- reads ---------------------------------------------------------------------------
@@ -446,6 +518,7 @@ class CouchIndex:
         return out
 
     def search(self, query: Query) -> SearchResult:
+        self._flush_pending()
         return self.searcher.search(query, self.ref_reads)
 
     def totals(self) -> dict[str, int | None]:

@@ -138,17 +138,34 @@ class Searcher:
         )
         return rows[0]["value"] if rows else None
 
-    def study_aggregates(self, study: str) -> tuple[dict[str, int], list[str]]:
-        """Instances per series and the modalities of one study."""
-        rows = self._view("agg", startkey=[study], endkey=[study, _HIGH], group_level=3)
-        counts: dict[str, int] = {}
-        mods: set[str] = set()
-        for r in rows:
-            _, series, modality = r["key"]
-            counts[series] = counts.get(series, 0) + int(r["value"]["count"])
-            if modality:
-                mods.add(modality)
-        return counts, sorted(mods)
+    def series_sizes(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Instances of each (study, series): one multi-key query of the ``nser`` view."""
+        if not pairs:
+            return {}
+        _, page = self.client.call(
+            "POST", "_design/webpacs/_view/nser", params={"group": "true"},
+            body={"keys": [list(p) for p in pairs]},
+        )  # fmt: skip
+        return {(r["key"][0], r["key"][1]): int(r["value"]) for r in page.get("rows", [])}
+
+    def page_aggregates(self, studies: list[str]) -> dict[str, tuple[dict[str, int], list[str]]]:
+        """Instances per series and the modalities of several studies (a QIDO page): their
+        series summaries in one query, their sizes in one more, whatever their number."""
+        if not studies:
+            return {}
+        series = self.find_all(
+            {"type": "series", "study": {"$in": studies}}, ["study", "series", "a.Modality"]
+        )
+        sizes = self.series_sizes(sorted({(d["study"], d["series"]) for d in series}))
+        out: dict[str, tuple[dict[str, int], set[str]]] = {s: ({}, set()) for s in studies}
+        for d in series:
+            n = sizes.get((d["study"], d["series"]), 0)
+            if n and d["study"] in out:
+                counts, mods = out[d["study"]]
+                counts[d["series"]] = n
+                if modality := (d.get("a") or {}).get("Modality"):
+                    mods.add(modality)
+        return {s: (counts, sorted(mods)) for s, (counts, mods) in out.items()}
 
     def study_series(self, study: str) -> list[str]:
         docs = self.find_all({"type": "series", "study": study}, ["series", "a"])
@@ -274,27 +291,26 @@ class Searcher:
 
 
 class _Rows:
-    """``rows.RowSource`` over CouchDB: aggregates from the ``agg`` view, one query per study."""
+    """``rows.RowSource`` over CouchDB: the aggregates of a page in a bounded number of
+    queries (``page_aggregates``, ``series_sizes``), not one per study."""
 
     def __init__(self, searcher: Searcher, known: dict[str, rows.Json]) -> None:
         self.searcher = searcher
         self.known = known
         self._studies: dict[str, tuple[dict[str, int], list[str]]] = {}
 
-    def _study(self, study: str) -> tuple[dict[str, int], list[str]]:
-        if study not in self._studies:
-            self._studies[study] = self.searcher.study_aggregates(study)
-        return self._studies[study]
-
     def study_counts(self, study_uids: list[str]) -> dict[str, rows.StudyCounts]:
+        missing = [s for s in dict.fromkeys(study_uids) if s not in self._studies]
+        self._studies.update(self.searcher.page_aggregates(missing))
         out = {}
         for s in study_uids:
-            counts, mods = self._study(s)
+            counts, mods = self._studies[s]
             out[s] = rows.StudyCounts(len(counts), sum(counts.values()), mods)
         return out
 
     def series_counts(self, series: list[tuple[str, str]]) -> dict[str, int]:
-        return {se: self._study(st)[0].get(se, 0) for st, se in series}
+        sizes = self.searcher.series_sizes(sorted(set(series)))
+        return {se: sizes.get((st, se), 0) for st, se in series}
 
     def metadata(self, sop_uids: list[str]) -> dict[str, rows.Json]:
         missing = sorted(set(sop_uids) - set(self.known))
