@@ -105,6 +105,20 @@ def server(tmp_path: Path) -> Iterator[RunningServer]:
         srv.stop()
 
 
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[RunningServer, Any]]:
+    """A server and a DIMSE SCP (``webpacs.dimse.ScpHandle``) on one store."""
+    from webpacs.dimse import start_scp
+
+    srv = start_server(tmp_path / "data", dimse={"port": 0})
+    scp = start_scp(srv.settings, srv.store)
+    try:
+        yield srv, scp
+    finally:
+        scp.shutdown()
+        srv.stop()
+
+
 @pytest.fixture(scope="module")
 def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     srv = start_server(tmp_path_factory.mktemp("data"))

@@ -9,7 +9,6 @@ import contextlib
 import copy
 import re
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +27,8 @@ from requests.exceptions import HTTPError
 from tests.conftest import RunningServer, data_file, start_server
 from tests.derived_objects import Derived, derived
 from webpacs.cli.main import main
-from webpacs.dimse import ScpHandle, start_scp
+from webpacs.dimse import ScpHandle
 from webpacs.ingest import ingest
-
-
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[RunningServer, ScpHandle]]:
-    """A server and a C-STORE SCP on one store."""
-    srv = start_server(tmp_path / "data", dimse={"port": 0})
-    scp = start_scp(srv.settings, srv.store)
-    try:
-        yield srv, scp
-    finally:
-        scp.shutdown()
-        srv.stop()
 
 
 def c_store(port: int, datasets: list[Dataset]) -> None:

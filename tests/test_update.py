@@ -12,7 +12,6 @@ import copy
 import io
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,26 +23,15 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from tests.conftest import RunningServer, data_file, require_binary, start_server
+from tests.conftest import RunningServer, data_file, require_binary
 from tests.static_support import read
 from webpacs.cli.main import main
 from webpacs.core import modify
-from webpacs.dimse import ScpHandle, start_scp
+from webpacs.dimse import ScpHandle
 from webpacs.static.export import instance_dataset
 from webpacs.static.tree import read_gz_json
 
 PN, OAS, MAS = "00100010", "04000561", "04000550"
-
-
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[tuple[RunningServer, ScpHandle]]:
-    srv = start_server(tmp_path / "data", dimse={"port": 0})
-    scp = start_scp(srv.settings, srv.store)
-    try:
-        yield srv, scp
-    finally:
-        scp.shutdown()
-        srv.stop()
 
 
 def study_of(name: str, n: int, **values: Any) -> list[Dataset]:
@@ -98,9 +86,9 @@ def original(obj: dict[str, Any], tag: str) -> list[Any]:
 
 
 def test_study_update_reaches_every_door(
-    pacs: tuple[RunningServer, ScpHandle], tmp_path: Path
+    served: tuple[RunningServer, ScpHandle], tmp_path: Path
 ) -> None:
-    srv, scp = pacs
+    srv, scp = served
     data, tree = str(srv.settings.data_dir), str(tmp_path / "tree")
     ct = study_of("CT_small.dcm", 2, PatientName="Doe^Jon", PatientID="P-1")
     jpeg = study_of("JPEG2000.dcm", 1)  # compressed pixel data: must stay byte for byte
@@ -205,8 +193,8 @@ def test_http_series_update_and_second_update(server: RunningServer) -> None:
     assert r.json() == {"studies": [study], "rewritten": 0, "unchanged": 2}
 
 
-def test_patient_merge(pacs: tuple[RunningServer, ScpHandle], tmp_path: Path) -> None:
-    srv, scp = pacs
+def test_patient_merge(served: tuple[RunningServer, ScpHandle], tmp_path: Path) -> None:
+    srv, scp = served
     a = study_of("CT_small.dcm", 1, PatientID="A-1", PatientName="Roe^Ann")
     b = study_of("MR_small.dcm", 2, PatientID="B-2", PatientName="Roe^Anne")
     client = DICOMwebClient(url=srv.url)
