@@ -4,6 +4,7 @@ in what it installs."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -23,9 +24,11 @@ RUN_EXTRAS = ("samples", "codecs")
 
 def test_make_run_installs_no_test_extra(tmp_path: Path) -> None:
     make = require_binary("make")
+    # not a sub-make of `make test` (which would print "Entering/Leaving directory" lines)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     out = subprocess.run(
         [make, "-n", "run", f"VENV={tmp_path / 'venv'}"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT, capture_output=True, text=True, check=True, env=env,
     )  # fmt: skip
     installs = [line for line in out.stdout.splitlines() if "pip install" in line and "-e" in line]
     assert installs, out.stdout
