@@ -36,7 +36,7 @@ import json5
 
 from webpacs.backends import BLOBS, INDEXES
 from webpacs.errors import ConfigError
-from webpacs.pixels.families import RECOMPRESS_FAMILIES
+from webpacs.pixels.families import DECODE_FAMILIES, RECOMPRESS_FAMILIES
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -88,6 +88,8 @@ class ServerSettings(ServiceOverrides):
     qido_max_results: int = 10000
     workers: int = 0  # 0 = one per core
     derive_interval: float = 2.0  # seconds between change-feed polls of the deriver; 0 = off
+    # stored families (recompress aliases) whose frames go out decoded when any syntax will do
+    decode_for_any: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -277,6 +279,7 @@ _CHOICES = {
     ("log", "format"): ("text", "json"),
     ("auth", "mode"): ("none", "basic", "oidc", "basic+oidc"),
     ("ingest", "recompress"): tuple(RECOMPRESS_FAMILIES),  # each item of the list
+    ("server", "decodeForAny"): tuple(DECODE_FAMILIES),
 }
 for _service in SERVICES:
     for _key in ("index", "blobs"):

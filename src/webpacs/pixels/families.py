@@ -26,6 +26,19 @@ RECOMPRESS_FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
+#: The families ``server.decodeForAny`` may name: the lossless ones above and JPEG
+#: baseline/extended, whose frames it sends decoded to clients that accept any syntax.
+DECODE_FAMILIES: dict[str, tuple[str, ...]] = {
+    **{k: v for k, v in RECOMPRESS_FAMILIES.items() if k != "uncompressed"},
+    "jpeg": ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51"),  # JPEG baseline, extended
+}
+
+
 def recompress_syntaxes(aliases: Iterable[str]) -> frozenset[str]:
     """The stored transfer syntaxes the ``aliases`` name (unknown names raise ``KeyError``)."""
     return frozenset(ts for alias in aliases for ts in RECOMPRESS_FAMILIES[alias])
+
+
+def decode_syntaxes(aliases: Iterable[str]) -> frozenset[str]:
+    """The stored transfer syntaxes ``server.decodeForAny``'s ``aliases`` name."""
+    return frozenset(ts for alias in aliases for ts in DECODE_FAMILIES[alias])

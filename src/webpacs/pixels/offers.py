@@ -26,7 +26,14 @@ from webpacs.pixels.codecs import (
     encodable_syntaxes,
 )
 
-__all__ = ["EXPLICIT_LE", "description", "instance_offers", "is_as_stored", "pixel_offers"]
+__all__ = [
+    "EXPLICIT_LE",
+    "decodes_as_described",
+    "description",
+    "instance_offers",
+    "is_as_stored",
+    "pixel_offers",
+]
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 DICOM = "application/dicom"
@@ -49,11 +56,25 @@ def is_as_stored(stored: str, wanted: str | None) -> bool:
     return stored in UNCOMPRESSED and wanted in NATIVE_FRAME_SYNTAXES
 
 
+def decodes_as_described(desc: PixelDescription | None) -> bool:
+    """Whether decoded frames match the instance's own pixel description: a frame response
+    cannot carry a new Photometric Interpretation (decoding makes YBR data RGB) or Planar
+    Configuration (decoded colour frames are interleaved), so only these may be sent decoded
+    where the client did not ask for it (``server.decodeForAny``)."""
+    if desc is None or desc.photometric_interpretation.startswith("YBR"):
+        return False
+    return desc.samples_per_pixel == 1 or desc.planar_configuration == 0
+
+
 @functools.lru_cache(maxsize=4096)
 def pixel_offers(
-    stored: str, desc: PixelDescription | None, single: bool
+    stored: str, desc: PixelDescription | None, single: bool, decoded_first: bool = False
 ) -> tuple[Representation, ...]:
-    """What frames (or the pixel data bulk value) stored in ``stored`` can be sent as."""
+    """What frames (or the pixel data bulk value) stored in ``stored`` can be sent as.
+
+    ``decoded_first`` (``server.decodeForAny``) puts Explicit VR Little Endian before the
+    stored syntax, so that a client leaving the choice to the server gets decoded frames.
+    """
     native = stored in UNCOMPRESSED
     first = EXPLICIT_LE if native else stored
     syntaxes = [first]
@@ -63,9 +84,14 @@ def pixel_offers(
                 continue
             if (native and ts in NATIVE_FRAME_SYNTAXES) or can_produce(stored, ts, desc):
                 syntaxes.append(ts)
+        if decoded_first and EXPLICIT_LE in syntaxes:
+            syntaxes.remove(EXPLICIT_LE)
+            syntaxes.insert(0, EXPLICIT_LE)
     offers = [
-        Representation(frame_media_type(ts), ts, True, named_only=ts in LOSSY_OUTPUT and i > 0)
-        for i, ts in enumerate(syntaxes)
+        Representation(
+            frame_media_type(ts), ts, True, named_only=ts in LOSSY_OUTPUT and ts != first
+        )
+        for ts in syntaxes
     ]
     if single:
         offers += [

@@ -7,6 +7,7 @@ that accept gzip.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
 
@@ -28,12 +29,19 @@ from webpacs.core.multipart import iter_multipart, multipart_content_type, new_b
 from webpacs.documents import metadata as documents
 from webpacs.errors import NotAcceptable, NotFound, NotImplementedFeature
 from webpacs.pixels.codecs import PixelDescription
-from webpacs.pixels.offers import description, instance_offers, is_as_stored, pixel_offers
+from webpacs.pixels.families import decode_syntaxes
+from webpacs.pixels.offers import (
+    decodes_as_described,
+    description,
+    instance_offers,
+    is_as_stored,
+    pixel_offers,
+)
 from webpacs.pixels.transcode import transcode_frames, transcode_instance
 from webpacs.storage import presence
 from webpacs.storage.base import Blobs, InstanceRecord
 from webpacs.web import archive
-from webpacs.web.common import accepts_gzip, base_url, path_uids, store, threaded
+from webpacs.web.common import accepts_gzip, base_url, path_uids, settings, store, threaded
 
 CHUNK = 8 << 20
 _JSON_OFFERS = [
@@ -231,10 +239,12 @@ async def _parts_response(
     swap: int,
     desc: PixelDescription | None,
     origin: int = 0,
+    instead: Representation | None = None,
 ) -> Response:
     """Frames or bulk values as one response body: range reads of the stored object, as
     stored (built in one threadpool call: frames are small next to a hop per chunk), or
-    decoded and re-encoded one at a time, streamed (PS3.18 8.7.3.5)."""
+    decoded and re-encoded one at a time, streamed (PS3.18 8.7.3.5). ``instead`` is sent
+    when the codecs cannot decode the data (the server chose to decode it)."""
     ctype = rep.media_type
     if rep.transfer_syntax:
         ctype += f"; transfer-syntax={rep.transfer_syntax}"
@@ -245,10 +255,15 @@ async def _parts_response(
         # native frames are read as little endian (swapped as needed), like native responses
         stored = EXPLICIT_LE if rec.transfer_syntax in UNCOMPRESSED else rec.transfer_syntax
         raw = (_read_spans(blobs, rec.blob_key, spans, swap, origin) for spans in items)
-        frames = await _first_then_rest(
-            transcode_frames(raw, stored, rep.transfer_syntax, desc),
-            pixel_offers(rec.transfer_syntax, desc, False)[0],
-        )
+        try:
+            frames = await _first_then_rest(
+                transcode_frames(raw, stored, rep.transfer_syntax, desc),
+                pixel_offers(rec.transfer_syntax, desc, False)[0],
+            )
+        except NotAcceptable:
+            if instead is None:
+                raise
+            return await _parts_response(blobs, rec, instead, items, swap, desc, origin)
         if not rep.multipart:
             return StreamingResponse(frames, media_type=ctype)
         boundary = new_boundary()
@@ -275,24 +290,40 @@ async def _parts_response(
 
 
 def _negotiate_pixels(
-    rec: InstanceRecord, accept: str | None, query_accept: str | None, single: bool
-) -> tuple[Representation, PixelDescription | None]:
-    """The representation of frames to send and, when needed, the pixel description.
+    request: Request, rec: InstanceRecord, accept: str | None, single: bool
+) -> tuple[Representation, PixelDescription | None, Representation | None]:
+    """The representation of frames to send, when needed the pixel description, and what to
+    send instead when decoding fails (the client's choice without ``server.decodeForAny``).
 
     A single media range that the stored form satisfies gets it without reading the pixel
     description (the hot path of viewers): with one range, the first matching offer wins and
-    the stored form is always the first offer.
+    the stored form is always the first offer -- unless the stored syntax is one of
+    ``server.decodeForAny``, whose frames a client leaving the choice gets decoded.
     """
+    query_accept = request.query_params.get("accept")
+    decode = rec.transfer_syntax in _decode_for_any(settings(request).server.decode_for_any)
     asked = query_accept if query_accept and query_accept.strip() else accept
-    if asked is None or "," not in asked:
+    if not decode and (asked is None or "," not in asked):
         try:
             stored = pixel_offers(rec.transfer_syntax, None, single)
-            return negotiate(accept, stored, query_accept=query_accept), None
+            return negotiate(accept, stored, query_accept=query_accept), None, None
         except NotAcceptable:
             pass
     desc = description(rec.metadata)
-    offers = pixel_offers(rec.transfer_syntax, desc, single)
-    return negotiate(accept, offers, query_accept=query_accept), desc
+    decoded_first = decode and decodes_as_described(desc)
+    offers = pixel_offers(rec.transfer_syntax, desc, single, decoded_first)
+    rep = negotiate(accept, offers, query_accept=query_accept)
+    if not decoded_first or rep.transfer_syntax != EXPLICIT_LE:
+        return rep, desc, None
+    usual = negotiate(
+        accept, pixel_offers(rec.transfer_syntax, desc, single), query_accept=query_accept
+    )
+    return rep, desc, usual if usual != rep else None
+
+
+@functools.lru_cache(maxsize=8)
+def _decode_for_any(aliases: tuple[str, ...]) -> frozenset[str]:
+    return decode_syntaxes(aliases)
 
 
 async def frames(request: Request) -> Response:
@@ -305,13 +336,15 @@ async def frames(request: Request) -> Response:
             "frames of this instance are not byte aligned (1-bit pixel data); retrieve the instance"
         )
     numbers = frame_numbers(request.path_params["frames"], len(fmap.frames))
-    rep, desc = _negotiate_pixels(
-        rec, request.headers.get("accept"), request.query_params.get("accept"), len(numbers) == 1
+    rep, desc, instead = _negotiate_pixels(
+        request, rec, request.headers.get("accept"), len(numbers) == 1
     )
     items = [fmap.frames[n - 1] for n in numbers]
     origin = fmap.frames[0][0][0]
     with presence.reading(rec):
-        return await _parts_response(store(request).blobs, rec, rep, items, fmap.swap, desc, origin)
+        return await _parts_response(
+            store(request).blobs, rec, rep, items, fmap.swap, desc, origin, instead
+        )
 
 
 async def bulkdata(request: Request) -> Response:
@@ -331,8 +364,8 @@ async def _bulk_response(
     blobs = store(request).blobs
     if path == f"{PIXEL_DATA:08X}" and rec.transfer_syntax not in UNCOMPRESSED:
         accept = request.headers.get("accept")
-        rep, desc = _negotiate_pixels(rec, accept, None, len(fmap.frames) == 1)
-        return await _parts_response(blobs, rec, rep, fmap.frames, 0, desc)
+        rep, desc, instead = _negotiate_pixels(request, rec, accept, len(fmap.frames) == 1)
+        return await _parts_response(blobs, rec, rep, fmap.frames, 0, desc, 0, instead)
     offers_native = [
         Representation("application/octet-stream", EXPLICIT_LE, True),
         Representation("application/octet-stream", EXPLICIT_LE, False),
@@ -344,7 +377,7 @@ async def _bulk_response(
         if path != f"{PIXEL_DATA:08X}" or not fmap.frames or not fmap.aligned:
             raise
         # native pixel data asked in another syntax: its frames, transcoded, one part each
-        rep, desc = _negotiate_pixels(rec, accept, None, len(fmap.frames) == 1)
+        rep, desc, _ = _negotiate_pixels(request, rec, accept, len(fmap.frames) == 1)
         origin = fmap.frames[0][0][0]
         return await _parts_response(blobs, rec, rep, fmap.frames, fmap.swap, desc, origin)
     swap = fmap.swap if path == f"{PIXEL_DATA:08X}" else 0
