@@ -85,26 +85,40 @@ def hosted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str,
         srv.stop()
 
 
-def _check_exclusion(browser: Any, dicomweb: str, study: str, metadata: list[Any]) -> None:
-    """The fact each ``OHIF_DOES_NOT_SHOW`` entry states holds."""
-    kind, _ = OHIF_DOES_NOT_SHOW[study]
-    display_sets = browser.execute_script(_DISPLAY_SETS, study)
+SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def check_exclusion(kind: str, metadata: list[Any], dicomweb: str) -> None:
+    """The fact about a study's data that an exclusion of ``kind`` states (shared with the
+    OHIF 2 test)."""
     if kind == "retired-sop-class":
         assert {m["00080016"]["Value"][0] for m in metadata} == {RETIRED_US}
-        assert display_sets and all(unsupported for _, _, unsupported in display_sets)
     elif kind == "segmented-palette":
         for m in metadata:
             assert m["00280004"]["Value"] == ["PALETTE COLOR"]
             assert "00281221" in m and "00281201" not in m
     elif kind == "zero-pixel-spacing":
         assert [m["00280030"]["Value"] for m in metadata] == [[0, 0]] * len(metadata)
-    else:
-        assert {handler for _, handler, _ in display_sets} == {SEG_HANDLER}
+    elif kind == "seg-without-source":
         for m in metadata:
+            assert m["00080016"]["Value"] == [SEG_SOP_CLASS]
             for ref in m["00081115"]["Value"]:
                 series = ref["0020000E"]["Value"][0]
                 found = httpx.get(f"{dicomweb}/series", params={"SeriesInstanceUID": series})
                 assert found.status_code == 204 or found.json() == [], series
+    else:
+        raise AssertionError(f"no check for an exclusion of kind {kind!r}")
+
+
+def _check_exclusion(browser: Any, dicomweb: str, study: str, metadata: list[Any]) -> None:
+    """The fact each ``OHIF_DOES_NOT_SHOW`` entry states holds, and what OHIF made of it."""
+    kind, _ = OHIF_DOES_NOT_SHOW[study]
+    check_exclusion(kind, metadata, dicomweb)
+    display_sets = browser.execute_script(_DISPLAY_SETS, study)
+    if kind == "retired-sop-class":
+        assert display_sets and all(unsupported for _, _, unsupported in display_sets)
+    elif kind == "seg-without-source":
+        assert {handler for _, handler, _ in display_sets} == {SEG_HANDLER}
 
 
 def test_every_study_with_pixel_data_draws_an_image(
