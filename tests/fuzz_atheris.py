@@ -73,9 +73,7 @@ def qido(data: bytes) -> None:
     params = []
     for _ in range(fdp.ConsumeIntInRange(0, 6)):
         key = (
-            fdp.PickValueInList(_KEYS)
-            if fdp.ConsumeBool()
-            else fdp.ConsumeUnicodeNoSurrogates(20)
+            fdp.PickValueInList(_KEYS) if fdp.ConsumeBool() else fdp.ConsumeUnicodeNoSurrogates(20)
         )
         params.append((key, fdp.ConsumeUnicodeNoSurrogates(40)))
     _checked(lambda: _STORE.index.search(parse_qido(level, params, max_limit=20)))

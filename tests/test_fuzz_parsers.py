@@ -139,7 +139,7 @@ def multipart_requests(draw: st.DrawFn) -> tuple[str, bytes, list[int]]:
     return content_type, raw, chunks
 
 
-@fuzz_settings(150)
+@fuzz_settings(100)
 @given(request=multipart_requests(), parts=st.integers(1, 8), part_bytes=st.integers(1, 300))
 def test_multipart_reader(
     request: tuple[str, bytes, list[int]], parts: int, part_bytes: int
@@ -180,7 +180,7 @@ def test_multipart_reader_reads_what_was_sent(
     assert [(ct, data) for ct, _, data in got] == parts
 
 
-@fuzz_settings(300)
+@fuzz_settings(150)
 @given(value=st.one_of(tricky_text, st.text(max_size=60)))
 def test_media_type_and_header_lists(value: str) -> None:
     result = parses_or_refuses(parse_media_type, value)
@@ -191,7 +191,7 @@ def test_media_type_and_header_lists(value: str) -> None:
 
 
 # --------------------------------------------------------------------------- QIDO
-@fuzz_settings(200)
+@fuzz_settings(120)
 @given(
     level=st.sampled_from([Level.STUDY, Level.SERIES, Level.INSTANCE]),
     params=qido_params,
@@ -209,7 +209,7 @@ def test_qido_parser_and_search(
 
 
 # --------------------------------------------------------------------------- JSON
-@fuzz_settings(150)
+@fuzz_settings(100)
 @given(
     raw=st.one_of(
         st.binary(max_size=200),
@@ -235,7 +235,7 @@ bulk_parts = st.dictionaries(
 )
 
 
-@fuzz_settings(150)
+@fuzz_settings(80)
 @given(obj=dicom_json_objects, bulk=bulk_parts)
 def test_dicom_json_to_part10_and_ingest(
     store: Store, obj: Any, bulk: dict[str, tuple[str, dict[str, str], bytes]]
@@ -252,7 +252,7 @@ def test_dicom_json_to_part10_and_ingest(
 
 
 # --------------------------------------------------------------------------- Part 10
-@fuzz_settings(150, long=3000)
+@fuzz_settings(100, long=3000)
 @given(data=part10_bytes)
 def test_part10_ingest(store: Store, data: bytes) -> None:
     """Mutated bytes of real files, through pydicom, into the store."""

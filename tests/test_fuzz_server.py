@@ -56,7 +56,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningSe
     the fuzzer leaves incomplete are answered (408) soon."""
     srv = start_server(
         tmp_path_factory.mktemp("data"),
-        server={"headerTimeout": 0.5, "bodyTimeout": 0.5},
+        server={"headerTimeout": 0.3, "bodyTimeout": 0.3},
         dimse={"port": 0},
     )
     scp = start_scp(srv.settings, srv.store)
@@ -170,7 +170,7 @@ def routes(target: tuple[RunningServer, ScpHandle]) -> list[tuple[str, str]]:
     return found
 
 
-@fuzz_settings(40, long=3000)
+@fuzz_settings(25, long=3000)
 @given(data=st.data())
 def test_fuzzed_http_requests(
     target: tuple[RunningServer, ScpHandle], routes: list[tuple[str, str]], data: st.DataObject
@@ -194,7 +194,7 @@ def raw_requests(draw: st.DrawFn) -> bytes:
     return draw(st.one_of(mutated(valid), st.binary(min_size=1, max_size=200)))
 
 
-@fuzz_settings(30, long=1000)
+@fuzz_settings(15, long=1000)
 @given(raw=raw_requests())
 def test_raw_bytes(target: tuple[RunningServer, ScpHandle], raw: bytes) -> None:
     """Whatever arrives, the server answers it with a status below 500, and goes on
@@ -240,7 +240,7 @@ def store_association(target: tuple[RunningServer, ScpHandle]) -> Iterator[Any]:
         assoc.release()
 
 
-@fuzz_settings(40, long=2000)
+@fuzz_settings(25, long=2000)
 @given(name=st.sampled_from(PART10_FILES), data=st.data())
 def test_fuzzed_c_store(
     store_association: Any, tmp_path_factory: pytest.TempPathFactory, name: str,
@@ -271,7 +271,7 @@ def test_fuzzed_c_store(
 find_keywords = [k for k in qido_keys() if tag_for_keyword(k) is not None]
 
 
-@fuzz_settings(15, long=1000)
+@fuzz_settings(10, long=1000)
 @given(
     level=st.sampled_from(["STUDY", "SERIES", "IMAGE", "PATIENT", "", "X"]),
     elements=st.lists(
