@@ -13,10 +13,10 @@ import pytest
 from pydicom.pixels.utils import iter_pixels
 
 from tests.conftest import data_file, make_settings
-from tests.fuzz_support import refused
+from tests.fuzz_support import parses_or_refuses, refused
 from webpacs.core import part10
-from webpacs.errors import Conflict, InvalidDicom
-from webpacs.ingest import ingest
+from webpacs.errors import Conflict, InvalidDicom, WebpacsError
+from webpacs.ingest import IngestResult, ingest
 from webpacs.pixels.codecs import CodecPanic, codec_panics
 from webpacs.storage.registry import open_store
 
@@ -67,3 +67,25 @@ def test_codec_panics_become_errors() -> None:
             pass
     original = io.BytesIO(data_file("MR_small_RLE.dcm").read_bytes())
     assert [a.shape for a in iter_pixels(original, decoding_plugin="pylibjpeg")] == [(64, 64)]
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [
+        1365,  # TypeError "encoding without a string argument", writing tag (BCBC,BCBC)
+        683,  # a UserWarning (a value over 64 KiB made UN) raised while writing (F8F8,F8F8)
+    ],
+)
+def test_corrupt_deflated_object(tmp_path: Path, offset: int) -> None:
+    """hypothesis, Part 10 ingest: image_dfl.dcm (Deflated Explicit VR Little Endian) with the
+    byte at ``offset`` of its deflate stream zeroed. It inflates into garbage elements that
+    pydicom reads, but re-encoding it (deflated objects are stored inflated) failed outside
+    ingest's error handling."""
+    corrupt = bytearray(data_file("image_dfl.dcm").read_bytes())
+    corrupt[offset] = 0
+    store = open_store(make_settings(tmp_path / "data"))
+    try:  # stored as read (warnings noted), or refused with a 4xx
+        result = parses_or_refuses(ingest, store.index, store.blobs, bytes(corrupt))
+        assert isinstance(result, IngestResult | WebpacsError)
+    finally:
+        store.close()
