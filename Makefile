@@ -10,11 +10,12 @@ DATA   ?=
 DATA_FLAG := $(if $(DATA),--data-dir $(DATA),)
 PYTEST_ARGS ?=
 
-.PHONY: run test bench lint format clean help viewer
+.PHONY: run test fuzz bench lint format clean help viewer
 
 help:
 	@echo "make run    - install, load the sample studies, serve DICOMweb on http://$(HOST):$(PORT)/dicomweb"
 	@echo "make test   - install test dependencies and run the whole suite"
+	@echo "make fuzz   - fuzz the parsers of untrusted bytes longer (hypothesis, then atheris; FUZZ_SECONDS)"
 	@echo "make bench  - run the benchmarks under bench/ (ANCHOR=orthanc, BACKENDS=sqlite+files,couchdb+s3,postgresql+files)"
 	@echo "make lint   - ruff check, ruff format --check, mypy"
 	@echo "make viewer - fetch OHIF 3 (npm @ohif/app) for the viewer that webpacs serve hosts at /viewer/"
@@ -87,6 +88,21 @@ run: $(RUN_STAMP) $(OHIF_STAMP)
 test: $(STAMP) $(NPM_STAMP) $(OHIF_STAMP) $(OHIF2_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; fi; exit $$rc
+
+# The fuzz tests with many random examples (`make test` runs a few, always the same ones),
+# then atheris (coverage-guided, libFuzzer) on each parser for FUZZ_SECONDS when it installs
+# (a wheel for CPython on Linux x86-64); inputs that crash it are left in .fuzz/.
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS := multipart qido json part10
+fuzz: $(STAMP)
+	WEBPACS_FUZZ=long $(BIN)/python -m pytest -p no:cacheprovider --timeout 0 \
+		tests/test_fuzz_parsers.py tests/test_fuzz_server.py tests/test_fuzz_regressions.py
+	@if $(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[fuzz]"; then \
+		for t in $(FUZZ_TARGETS); do \
+			echo "atheris: $$t for $(FUZZ_SECONDS) s"; \
+			$(BIN)/python -m tests.fuzz_atheris $$t -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+		done; \
+	else echo "atheris did not install: coverage-guided fuzzing skipped"; fi
 
 # BACKENDS=sqlite+files,couchdb+s3 also needs pouchdb-server (installed into .npm-tools as for
 # `make test`); without it the couchdb+s3 column is skipped with a note.

@@ -19,6 +19,7 @@ import uvicorn
 from webpacs.config import Settings, isolated
 from webpacs.storage.registry import Store, open_store
 from webpacs.web.app import create_app
+from webpacs.web.protocol import uvicorn_options
 
 #: fixtures kept in their own modules
 pytest_plugins = ["tests.browser", "tests.postgresql_support"]
@@ -83,7 +84,14 @@ def start_server(data_dir: Path, **sections: Any) -> RunningServer:
     store = open_store(settings)
     app = create_app(settings, store)
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        **uvicorn_options(settings.server),  # as `webpacs serve` runs it
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -90,6 +90,17 @@ class ServerSettings(ServiceOverrides):
     derive_interval: float = 2.0  # seconds between change-feed polls of the deriver; 0 = off
     # stored families (recompress aliases) whose frames go out decoded when any syntax will do
     decode_for_any: tuple[str, ...] = ()
+    # Hardening (README "Hardening"): each limit answers a 4xx whose message names it.
+    max_header_bytes: int = 64 * 1024  # request line and headers (431; 414 for the line alone)
+    max_query_bytes: int = 32 * 1024  # the query string (414)
+    max_query_params: int = 200  # query parameters of one request (400)
+    max_parts: int = 10000  # parts of one multipart body (400); nested multipart: always 400
+    max_part_bytes: int = 2 * 1024**3  # one part of a multipart body (413)
+    max_json_bytes: int = 64 * 1024**2  # one JSON body or DICOM JSON metadata part (413)
+    max_json_depth: int = 100  # nesting of arrays and objects in one (400)
+    header_timeout: float = 30.0  # from a request's first byte to the end of its headers (408)
+    body_timeout: float = 60.0  # longest wait for the next piece of a request body (408)
+    keep_alive_timeout: float = 5.0  # an idle keep-alive connection is closed after this
 
 
 @dataclass(frozen=True)

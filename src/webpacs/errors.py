@@ -11,7 +11,10 @@ statuses (STOW-RS and DIMSE) only in ``webpacs.core.status``::
     ├── Conflict                same SOP Instance UID, different content     (HTTP 409)
     ├── NotAcceptable           no acceptable representation                 (HTTP 406)
     ├── UnsupportedMediaType    request body of a type we do not take         (HTTP 415)
-    ├── PayloadTooLarge         request body over the configured limit        (HTTP 413)
+    ├── PayloadTooLarge         request body (or a part, a JSON body) over a limit (HTTP 413)
+    ├── RequestTimeout          a client too slow sending its headers or body  (HTTP 408)
+    ├── UriTooLong              request line or query string over a limit     (HTTP 414)
+    ├── HeadersTooLarge         request headers over ``server.maxHeaderBytes`` (HTTP 431)
     ├── Forbidden               operation switched off in configuration       (HTTP 403)
     │   └── NotAllowed          the caller's role does not include the route's  (HTTP 403)
     ├── Unauthorized            no, or no valid, credentials (auth.mode)      (HTTP 401)
@@ -68,6 +71,20 @@ class UnsupportedMediaType(WebpacsError):
 
 class PayloadTooLarge(WebpacsError):
     """The request body exceeds the configured size limit."""
+
+
+class RequestTimeout(WebpacsError):
+    """The client did not send its request headers, or the next piece of its body, in time
+    (``server.headerTimeout``, ``server.bodyTimeout``)."""
+
+
+class UriTooLong(WebpacsError):
+    """The request line or the query string exceeds its limit (``server.maxQueryBytes``,
+    ``server.maxHeaderBytes``)."""
+
+
+class HeadersTooLarge(WebpacsError):
+    """The request line and headers exceed ``server.maxHeaderBytes``."""
 
 
 class Forbidden(WebpacsError):

@@ -225,8 +225,15 @@ def prepare(
             f" not to {expected_study}",
             **details,
         )
-    stored, ts, changed = _normalized_bytes(data, ds)
-    notes += changed
+    try:  # re-encoding (a deflated object, a missing File Meta) meets what reading let by
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stored, ts, changed = _normalized_bytes(data, ds)
+        notes += changed + [str(w.message) for w in caught]
+    except InvalidRequest:
+        raise
+    except Exception as e:
+        raise InvalidDicom(f"corrupt DICOM data set: {e}", **details) from e
     if ts in recompress_syntaxes(recompress) and "PixelData" in ds:
         stored, ts = _recompressed(stored, ts, ds, notes)
     if stored is not data:

@@ -18,6 +18,7 @@ from webpacs.config import ServerSettings, Settings
 from webpacs.dimse import ScpHandle, start_scp
 from webpacs.errors import ConfigError
 from webpacs.web import factory
+from webpacs.web.protocol import uvicorn_options
 from webpacs.web.viewer import ohif_dist
 
 log = logging.getLogger("webpacs.serve")
@@ -107,7 +108,7 @@ def _run(srv: ServerSettings, verbose: int, n: int | None) -> None:
     options: dict[str, Any] = {
         "log_config": None,  # our handlers (webpacs.cli.logs); the access log is webpacs.access
         "access_log": False,
-        "http": "webpacs.web.nodelay:NoDelayHTTPProtocol",
+        **uvicorn_options(srv),  # the HTTP protocol with the head limits, keep-alive
     }
     if n is not None and supervisor.supported():
         supervisor.run(srv.host, srv.port, n, options, (verbose, log_format()))

@@ -119,11 +119,17 @@ def from_json(obj: Any, bulk: Mapping[str, BulkPart], index: int = 0) -> bytes:
     for kw in ("SOPClassUID", "SOPInstanceUID"):
         if kw not in ds:
             raise InvalidDicom(f"metadata item {index} has no {kw}")
-    if pixel_ts:
-        ds.PixelData = encapsulate([ds.PixelData])
-        ds["PixelData"].VR = "OB"
-        ds["PixelData"].is_undefined_length = True
     try:
+        if pixel_ts:
+            if not ds.PixelData:
+                raise InvalidDicom(
+                    f"metadata item {index}: the compressed pixel data part is empty"
+                )
+            ds.PixelData = encapsulate([ds.PixelData])
+            ds["PixelData"].VR = "OB"
+            ds["PixelData"].is_undefined_length = True
         return storable_bytes(ds, pixel_ts[0] if pixel_ts else ExplicitVRLittleEndian)
+    except InvalidDicom:
+        raise
     except Exception as e:
         raise InvalidDicom(f"metadata item {index} cannot be encoded: {e}") from e

@@ -11,10 +11,11 @@ and signedness each compressed syntax allows).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -271,3 +272,24 @@ def _encodes(ts: str, pi: str, samples: int, signed: int, allocated: int, stored
     finally:
         quiet.setLevel(level)
     return True
+
+
+class CodecPanic(RuntimeError):
+    """A codec plugin written in Rust panicked on the data it was given (corrupt data)."""
+
+
+@contextlib.contextmanager
+def codec_panics() -> Iterator[None]:
+    """Turn a codec plugin's panic into ``CodecPanic``, an ``Exception``.
+
+    pyo3 hands a panic of Rust code (pylibjpeg-rle's decoder indexing past its buffer on
+    corrupt RLE data, found by fuzzing) to Python as ``pyo3_runtime.PanicException``, a
+    ``BaseException`` that ``except Exception`` lets through; each pyo3 extension has its
+    own class of that name, so it is matched by name. Every decode goes through this.
+    """
+    try:
+        yield
+    except BaseException as e:
+        if type(e).__name__ != "PanicException":
+            raise
+        raise CodecPanic(f"the codec failed on this pixel data: {e}") from e

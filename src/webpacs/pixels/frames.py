@@ -21,6 +21,7 @@ from pydicom.pixels.utils import pixel_array
 
 from webpacs.core.framemap import FrameMap, frame_numbers
 from webpacs.errors import NotFound, NotImplementedFeature
+from webpacs.pixels.codecs import codec_panics
 from webpacs.storage.base import Blobs, InstanceRecord
 
 #: Bytes per range read of a remote stored object (the header takes one or two).
@@ -102,7 +103,7 @@ def decode_frame(blobs: Blobs, rec: InstanceRecord, number: int) -> Frame:
     with ExitStack() as stack:
         src = _source(stack, blobs, rec.blob_key)
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), codec_panics():
                 warnings.simplefilter("ignore")  # odd values in old files are not our business
                 arr = pixel_array(src, ds_out=ds, index=number - 1)
         except (NotImplementedError, RuntimeError, ValueError, KeyError, AttributeError) as e:

@@ -33,6 +33,7 @@ from webpacs.pixels.codecs import (
     NATIVE_INSTANCE_SYNTAXES,
     PixelDescription,
     can_produce,
+    codec_panics,
 )
 from webpacs.pixels.families import RECOMPRESS_TARGET
 
@@ -54,7 +55,8 @@ def decode_frame(frame: bytes, stored: str, desc: PixelDescription) -> np.ndarra
     uid = UID(stored)
     src = encapsulate([frame]) if uid.is_encapsulated else frame
     opts: dict[str, Any] = desc.options() | {"number_of_frames": 1, "as_rgb": True}
-    arr, _ = get_decoder(uid).as_array(src, index=0, **opts)
+    with codec_panics():
+        arr, _ = get_decoder(uid).as_array(src, index=0, **opts)
     return arr
 
 
@@ -101,7 +103,8 @@ def _lossy_attributes(ds: Dataset, wanted: str, native: int, encoded: int) -> No
 
 def _frame_arrays(ds: Dataset) -> Iterator[tuple[np.ndarray, dict[str, Any]]]:
     decoder = get_decoder(ds.file_meta.TransferSyntaxUID)
-    yield from decoder.iter_array(ds, as_rgb=True)
+    with codec_panics():
+        yield from decoder.iter_array(ds, as_rgb=True)
 
 
 def _recode_pixels(ds: Dataset, wanted: str, desc: PixelDescription) -> None:

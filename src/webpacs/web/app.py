@@ -43,6 +43,7 @@ from webpacs.web.audit import Audit
 from webpacs.web.common import path_uids, settings, store, threaded
 from webpacs.web.errors import handle_unexpected, handle_webpacs_error
 from webpacs.web.labels import routes as label_routes
+from webpacs.web.limits import Limits
 from webpacs.web.observe import Observe
 
 log = logging.getLogger("webpacs.web")
@@ -108,6 +109,7 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
         exception_handlers={WebpacsError: handle_webpacs_error, Exception: handle_unexpected},
         middleware=[
             Middleware(Observe, access_log=settings.log.access),
+            Middleware(Limits, server=settings.server),
             *(
                 [Middleware(Audit, log=AuditLog(settings.audit.path))]
                 if settings.audit.path

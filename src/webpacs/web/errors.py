@@ -19,6 +19,9 @@ STATUS: dict[type[errors.WebpacsError], int] = {
     errors.NotAcceptable: 406,
     errors.UnsupportedMediaType: 415,
     errors.PayloadTooLarge: 413,
+    errors.RequestTimeout: 408,
+    errors.UriTooLong: 414,
+    errors.HeadersTooLarge: 431,
     errors.Forbidden: 403,
     errors.Unauthorized: 401,
     errors.NotImplementedFeature: 501,
@@ -46,14 +49,28 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     )
 
 
+#: Statuses after which the rest of the request body is not read: the connection is closed
+#: rather than kept for a client that may still be sending (or trickling) it.
+CLOSE_AFTER = frozenset({408, 413, 414, 431})
+
+
+def response_for(exc: errors.WebpacsError) -> Response:
+    """The error response for ``exc`` (its status, message and the headers it needs)."""
+    status = status_for(exc)
+    headers = {}
+    challenge = exc.details.get("challenge")
+    if challenge:
+        headers["WWW-Authenticate"] = str(challenge)
+    if status in CLOSE_AFTER:
+        headers["Connection"] = "close"
+    return error_response(status, str(exc), headers or None)
+
+
 async def handle_webpacs_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.WebpacsError)
-    status = status_for(exc)
-    if status >= 500:
+    if status_for(exc) >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
-    challenge = exc.details.get("challenge")
-    headers = {"WWW-Authenticate": str(challenge)} if challenge else None
-    return error_response(status, str(exc), headers)
+    return response_for(exc)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -25,27 +24,22 @@ from webpacs import update_spec
 from webpacs.core.attributes import Level
 from webpacs.errors import InvalidRequest
 from webpacs.update import update as run_update
-from webpacs.web.common import path_uids, store, threaded
+from webpacs.web.common import path_uids, settings, store, threaded
+from webpacs.web.limits import read_json
 
 log = logging.getLogger("webpacs.manage")
 
 #: The role every route of this module will need (DESIGN: update and de-identify of
 #: stored data are ``admin``).
 ROLE = "admin"
-MAX_BODY = 1 << 20
 
 
 async def body_json(request: Request) -> dict[str, Any]:
-    """The request's JSON object (an empty body is ``{}``)."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise InvalidRequest("request body too large")
-    if not raw.strip():
+    """The request's JSON object (an empty body is ``{}``), within ``server.maxJsonBytes``
+    and ``server.maxJsonDepth``."""
+    obj = await read_json(request, settings(request).server, "request body")
+    if obj is None:
         return {}
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise InvalidRequest(f"request body is not JSON: {e}") from None
     if not isinstance(obj, dict):
         raise InvalidRequest("request body is a JSON object")
     return obj

@@ -7,7 +7,10 @@ the framing is RFC 2046 section 5.1.1 / RFC 2387.
 The bytes are parsed by python-multipart's streaming ``MultipartParser`` (which accepts any
 boundary). Each part body is written, as it arrives, to a ``SpooledTemporaryFile`` that stays
 in memory up to ``spill_threshold`` bytes and then rolls over to disk, so a 1 GB upload is
-never held in memory. The total body is limited to ``max_body`` bytes.
+never held in memory. The total body is limited to ``max_body`` bytes, each part to
+``max_part_bytes`` (413), the number of parts to ``max_parts`` (400); a part that is itself
+multipart is refused (400): STOW-RS bodies are one level deep, and nothing here reads a
+nested body (README "Hardening").
 
 RFC 2045/822 allow part headers to be folded (a line starting with a space or tab continues the
 previous header). The parser rejects folded lines, so the reader hands it each part's header
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, MultipartState
 
+from webpacs.config import ServerSettings
 from webpacs.core.multipart import parse_media_type
 from webpacs.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
@@ -106,6 +110,8 @@ class MultipartReader:
         max_body: int,
         spill_threshold: int = 1 << 20,
         max_header_block: int = 16 * 1024,
+        max_parts: int = ServerSettings.max_parts,
+        max_part_bytes: int = ServerSettings.max_part_bytes,
     ) -> None:
         if content_type_header is None or not content_type_header.strip():
             raise UnsupportedMediaType("request has no Content-Type; expected multipart/related")
@@ -129,6 +135,8 @@ class MultipartReader:
         self.max_body = max_body
         self.spill_threshold = spill_threshold
         self.max_header_block = max_header_block
+        self.max_parts = max_parts
+        self.max_part_bytes = max_part_bytes
         self.bytes_read = 0
         self.parts_read = 0
         self._dash = b"--" + boundary_bytes
@@ -152,6 +160,10 @@ class MultipartReader:
     # -- parser callbacks -------------------------------------------------------------------
 
     def _on_part_begin(self) -> None:
+        if self.parts_read >= self.max_parts:
+            raise InvalidRequest(
+                f"multipart body has more than {self.max_parts} parts (server.maxParts)"
+            )
         # Closed by _on_part_end's consumer (Part.close) or by close() on error.
         spool = SpooledTemporaryFile(max_size=self.spill_threshold)  # noqa: SIM115
         self._current = _Building(spool)
@@ -170,14 +182,21 @@ class MultipartReader:
         name = cur.name.decode("latin-1").strip().lower()
         value = cur.value.decode("latin-1").strip(" \t")
         cur.headers[name] = f"{cur.headers[name]}, {value}" if name in cur.headers else value
+        if name == "content-type":
+            self._refuse_nested(value)
         cur.name.clear()
         cur.value.clear()
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         cur = self._current
         assert cur is not None
-        cur.file.write(data[start:end])
         cur.size += end - start
+        if cur.size > self.max_part_bytes:
+            raise PayloadTooLarge(
+                f"part {self.parts_read + 1} exceeds {self.max_part_bytes} bytes"
+                " (server.maxPartBytes)"
+            )
+        cur.file.write(data[start:end])
 
     def _on_part_end(self) -> None:
         cur = self._current
@@ -189,9 +208,21 @@ class MultipartReader:
         except InvalidRequest as exc:
             cur.file.close()
             raise InvalidRequest(f"part {self.parts_read + 1}: {exc}") from None
+        try:
+            self._refuse_nested(content_type)
+        except InvalidRequest:
+            cur.file.close()
+            raise
         cur.file.seek(0)
         self.parts_read += 1
         self._done.append(Part(cur.headers, content_type, params, cur.file, cur.size))
+
+    def _refuse_nested(self, content_type: str) -> None:
+        if content_type.strip(" \t").lower().startswith("multipart/"):
+            raise InvalidRequest(
+                f"part {self.parts_read + 1} is {content_type.split(';')[0].strip()}:"
+                " nested multipart bodies are not accepted"
+            )
 
     # -- feeding ----------------------------------------------------------------------------
 
@@ -281,7 +312,9 @@ class MultipartReader:
         self.bytes_read += len(chunk)
         try:
             if self.bytes_read > self.max_body:
-                raise PayloadTooLarge(f"request body exceeds the limit of {self.max_body} bytes")
+                raise PayloadTooLarge(
+                    f"request body exceeds the limit of {self.max_body} bytes (server.maxBodyBytes)"
+                )
             buf = self._carry + chunk if self._carry else bytes(chunk)
             self._carry = self._pump(buf, final=False)
         except BaseException:
@@ -335,7 +368,12 @@ class MultipartReader:
 
 
 async def read_multipart(
-    request: Request, *, max_body: int, spill_threshold: int = 1 << 20
+    request: Request,
+    *,
+    max_body: int,
+    spill_threshold: int = 1 << 20,
+    max_parts: int = ServerSettings.max_parts,
+    max_part_bytes: int = ServerSettings.max_part_bytes,
 ) -> AsyncGenerator[Part, None]:
     """Yield the parts of a ``multipart/related`` request body as they complete.
 
@@ -356,9 +394,14 @@ async def read_multipart(
         if declared > max_body:
             raise PayloadTooLarge(
                 f"request body of {declared} bytes exceeds the limit of {max_body} bytes"
+                " (server.maxBodyBytes)"
             )
     reader = MultipartReader(
-        request.headers.get("content-type"), max_body=max_body, spill_threshold=spill_threshold
+        request.headers.get("content-type"),
+        max_body=max_body,
+        spill_threshold=spill_threshold,
+        max_parts=max_parts,
+        max_part_bytes=max_part_bytes,
     )
     pending: list[Part] = []
     try:

@@ -19,12 +19,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from webpacs import errors, metrics
+from webpacs.config import ServerSettings
 from webpacs.core import part10
 from webpacs.core.media import DICOM, DICOM_JSON
 from webpacs.core.multipart import parse_media_type
 from webpacs.core.status import Service, status_for
 from webpacs.ingest import IngestResult, ingest_many
 from webpacs.web.common import base_url, path_uids, settings, store, threaded, warning_header
+from webpacs.web.limits import check_json_size, load_json
 from webpacs.web.multipart_reader import read_multipart
 
 log = logging.getLogger("webpacs.stow")
@@ -63,10 +65,16 @@ def _failure(exc: errors.WebpacsError) -> _Failure:
     )
 
 
-async def _spool(request: Request, max_body: int) -> tuple[str, list[_Body]]:
+async def _spool(request: Request, srv: ServerSettings) -> tuple[str, list[_Body]]:
     bodies: list[_Body] = []
+    parts = read_multipart(
+        request,
+        max_body=srv.max_body_bytes,
+        max_parts=srv.max_parts,
+        max_part_bytes=srv.max_part_bytes,
+    )
     try:
-        async for part in read_multipart(request, max_body=max_body):
+        async for part in parts:
             f = part.file
             part.file = SpooledTemporaryFile(max_size=1)  # noqa: SIM115  (we take the body)
             bodies.append(_Body(part.content_type, part.params, part.headers, f))
@@ -81,7 +89,9 @@ async def _spool(request: Request, max_body: int) -> tuple[str, list[_Body]]:
     return media_type, bodies
 
 
-def _instances(media_type: str, bodies: list[_Body]) -> list[bytes | errors.WebpacsError]:
+def _instances(
+    media_type: str, bodies: list[_Body], srv: ServerSettings
+) -> list[bytes | errors.WebpacsError]:
     """The Part 10 objects of the request (or, per instance, why there is none)."""
     out: list[bytes | errors.WebpacsError] = []
     if media_type == DICOM_JSON:
@@ -95,10 +105,8 @@ def _instances(media_type: str, bodies: list[_Body]) -> list[bytes | errors.Webp
             raise errors.InvalidRequest("no application/dicom+json metadata part in the request")
         n = 0
         for m in meta:
-            try:
-                items = orjson.loads(m.read())
-            except orjson.JSONDecodeError as e:
-                raise errors.InvalidRequest(f"metadata part is not valid JSON: {e}") from e
+            check_json_size(m.size(), srv, "metadata part")  # before it is read
+            items = load_json(m.read(), srv, "metadata part")
             for obj in items if isinstance(items, list) else [items]:
                 try:
                     out.append(part10.from_json(obj, bulk, n))
@@ -124,7 +132,7 @@ def _store_all(
     results = ingest_many(
         st.index,
         st.blobs,
-        _instances(media_type, bodies),
+        _instances(media_type, bodies, settings(request).server),
         overwrite=st.overwrite,
         expected_study=study,
         bulk_threshold=st.bulk_threshold,
@@ -139,8 +147,7 @@ def _ui(value: str) -> dict[str, Any]:
 
 async def store_instances(request: Request) -> Response:
     study, _, _ = path_uids(request)
-    limit = settings(request).server.max_body_bytes
-    media_type, bodies = await _spool(request, limit)
+    media_type, bodies = await _spool(request, settings(request).server)
     received = sum(b.size() for b in bodies)
     try:
         if media_type not in (DICOM, DICOM_JSON, ""):
