@@ -250,7 +250,9 @@ def _default(f: Any) -> Any:
     settings such as ``TlsSettings`` as objects)."""
     if f.default is MISSING and f.default_factory is not MISSING:
         value = f.default_factory()
-        return _schema(type(value)) if is_dataclass(value) else value
+        if is_dataclass(value) and not isinstance(value, type):
+            return _schema(type(value))
+        return value
     return list(f.default) if isinstance(f.default, tuple) else f.default
 
 
