@@ -34,6 +34,23 @@ def _load(ctx: ssl.SSLContext, tls: TlsSettings, where: str, *, ca: bool = True)
         raise ConfigError(f"{where}: cannot load the certificate, key or CA: {e}") from e
 
 
+class _ClosingSocket(ssl.SSLSocket):
+    """A TLS socket that is closed even when its shutdown fails.
+
+    pynetdicom closes a socket with ``shutdown()`` then ``close()`` and skips the close
+    when the shutdown raises, as it does after a failed handshake (a plain DICOM
+    client on the TLS port, a peer that refuses our certificate): the socket would
+    stay open until garbage collected.
+    """
+
+    def shutdown(self, how: int) -> None:
+        try:
+            super().shutdown(how)
+        except OSError:
+            self.close()
+            raise
+
+
 class _ServerContext(ssl.SSLContext):
     """A server context whose handshake happens in the association's thread.
 
@@ -42,6 +59,8 @@ class _ServerContext(ssl.SSLContext):
     plain DICOM to the TLS port) would hold that loop, and every other caller, until
     it gives up. Deferred, the handshake runs on the first read of the association.
     """
+
+    sslsocket_class = _ClosingSocket
 
     def wrap_socket(self, sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
         kwargs["do_handshake_on_connect"] = False
@@ -67,5 +86,6 @@ def client_context(tls: TlsSettings, where: str = "dimse.tls") -> ssl.SSLContext
     except (OSError, ssl.SSLError) as e:
         raise ConfigError(f"{where}.ca: cannot load {tls.ca!r}: {e}") from e
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.sslsocket_class = _ClosingSocket
     _load(ctx, tls, where, ca=False)
     return ctx
