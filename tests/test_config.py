@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,8 @@ def test_defaults(dirs: tuple[Path, Path]) -> None:
     assert s.dimse.ae_title == "WEBPACS"
     assert s.dimse.port == 11112
     assert s.dimse.host == "127.0.0.1"
-    assert s.dimse.restrict_calling_ae is False
+    assert s.dimse.restrict_calling_ae is None  # automatic: see dimse.context
+    assert s.dimse.tls.enabled is False and s.server.tls.enabled is False
     assert s.query_ae == s.proxy_ae == ""
     assert s.ae_table == {}
     assert s.sources[("dimse", "port")] == "default"
@@ -64,7 +66,10 @@ def test_typed_sections_follow_the_layers(dirs: tuple[Path, Path], tmp_path: Pat
         typed = getattr(s, section)
         for key, value in s.values[section].items():
             expected = tuple(value) if isinstance(value, list) else value  # lists held as tuples
-            assert getattr(typed, snake(key)) == expected, (section, key)
+            got = getattr(typed, snake(key))
+            if is_dataclass(got):  # a nested section (server.tls): its keys, typed
+                got = {k: getattr(got, snake(k)) for k in value}
+            assert got == expected, (section, key)
     with pytest.raises(FrozenInstanceError):
         s.server.port = 1  # type: ignore[misc]  # the point: sections are read-only
 
@@ -161,6 +166,9 @@ def test_unknown_key_names_file_and_key(dirs: tuple[Path, Path], tmp_path: Path)
     [
         ("{dimse: {port: '11112'}}", "dimse.port", "int"),
         ("{dimse: {restrictCallingAe: 1}}", "dimse.restrictCallingAe", "bool"),
+        ("{dimse: {tls: {cert: 1}}}", "dimse.tls.cert", "str"),
+        ("{server: {tls: {requireClientCert: 'yes'}}}", "server.tls.requireClientCert", "bool"),
+        ("{ae: {pacs: {title: 'P', host: 'h', port: 1, tls: 'yes'}}}", "ae.pacs.tls", "bool"),
         ("{dimse: {dataDir: 3}}", "dimse.dataDir", "str"),
         ("{queryAe: false}", "queryAe", "str"),
         ("{ae: {pacs: {title: 'P', host: 'h', port: '104'}}}", "ae.pacs.port", "int"),
@@ -296,3 +304,96 @@ def test_config_show_masks_secrets_and_shows_the_data_directory(tmp_path: Path) 
     r = runner.invoke(main, ["config", "show", "--data-dir", "~/pacs-data"], env=env)
     lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if "│" in line}
     assert lines["dataDir"].split("│")[2].strip() == repr(str(home / "pacs-data"))
+
+
+# --------------------------------------------------------------------------- TLS settings
+
+
+def _pem_files(tmp_path: Path) -> dict[str, str]:
+    out = {}
+    for key in ("cert", "key", "ca"):
+        (tmp_path / f"{key}.pem").write_text("-----BEGIN PLACEHOLDER-----\n")
+        out[key] = str(tmp_path / f"{key}.pem")
+    return out
+
+
+def test_tls_settings_typed_layered_and_shown(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    pem = _pem_files(tmp_path)
+    f = write(
+        tmp_path / "c.json5",
+        f"{{dimse: {{tls: {{cert: '{pem['cert']}', key: '{pem['key']}'}}}},"
+        f" ae: {{pacs: {{host: 'h', port: 104, tls: true}}}}}}",
+    )
+    s = settings(dirs, [f], env={"WEBPACS_DIMSE_TLS_CA": pem["ca"],
+                                 "WEBPACS_DIMSE_TLS_REQUIRECLIENTCERT": "true"})  # fmt: skip
+    assert s.dimse.tls.enabled and s.dimse.tls.cert == pem["cert"]
+    assert s.dimse.tls.ca == pem["ca"] and s.dimse.tls.require_client_cert is True
+    assert s.sources[("dimse", "tls", "ca")] == "environment WEBPACS_DIMSE_TLS_CA"
+    assert s.ae("pacs").tls is True
+    assert s.ae_table["pacs"].tls is True
+    assert (
+        settings(dirs, [write(tmp_path / "d.json5", "{ae: {p: {host: 'h', port: 1}}}")]).ae("p").tls
+        is False
+    )
+    # worker processes get the values: the same typed settings come out
+    assert isolated(s.values).dimse.tls == s.dimse.tls
+
+
+@pytest.mark.parametrize(
+    ("tls", "message"),
+    [
+        ({"cert": "CERT"}, "server.tls needs both cert and key, not only cert"),
+        ({"key": "KEY"}, "server.tls needs both cert and key, not only key"),
+        ({"cert": "CERT", "key": "KEY", "requireClientCert": True}, "requireClientCert needs ca"),
+        ({"cert": "CERT", "key": "missing.pem"}, "server.tls.key: no such file"),
+        ({"ca": "CA"}, "server.tls.ca without cert"),
+    ],
+)
+def test_tls_settings_checked_at_load(
+    dirs: tuple[Path, Path], tmp_path: Path, tls: dict[str, Any], message: str
+) -> None:
+    pem = _pem_files(tmp_path)
+    given = {k: pem[v.lower()] if isinstance(v, str) and v.isupper() else v for k, v in tls.items()}
+    if given.get("key") == "missing.pem":
+        given["key"] = str(tmp_path / "missing.pem")
+    f = write(tmp_path / "c.json5", json.dumps({"server": {"tls": given}}))
+    with pytest.raises(ConfigError) as e:
+        settings(dirs, [f])
+    assert str(e.value).startswith(str(f)) and message in str(e.value)
+
+
+def test_missing_dimse_certificate_named_with_its_origin(dirs: tuple[Path, Path]) -> None:
+    env = {
+        "WEBPACS_DIMSE_TLS_CERT": "/nonexistent/c.pem",
+        "WEBPACS_DIMSE_TLS_KEY": "/nonexistent/k",
+    }
+    with pytest.raises(ConfigError) as e:
+        settings(dirs, env=env)
+    assert "environment WEBPACS_DIMSE_TLS_CERT" in str(e.value)
+    assert "dimse.tls.cert: no such file '/nonexistent/c.pem'" in str(e.value)
+
+
+def test_restrict_calling_ae_null_and_explicit(dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    f = write(tmp_path / "c.json5", "{dimse: {restrictCallingAe: false}}")
+    assert settings(dirs, [f]).dimse.restrict_calling_ae is False
+    g = write(tmp_path / "g.json5", "{dimse: {restrictCallingAe: null}}")
+    assert settings(dirs, [f, g]).dimse.restrict_calling_ae is None
+    env = {"WEBPACS_DIMSE_RESTRICTCALLINGAE": "true"}
+    assert settings(dirs, [f], env=env).dimse.restrict_calling_ae is True
+
+
+def test_config_show_lists_tls_paths(tmp_path: Path) -> None:
+    """Certificate and key paths are shown (they are not secrets; the key's content is
+    never read by ``config show``)."""
+    pem = _pem_files(tmp_path)
+    f = write(
+        tmp_path / "c.json5",
+        json.dumps({"server": {"tls": {"cert": pem["cert"], "key": pem["key"]}}}),
+    )
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nSECRETKEYBYTES\n")
+    env = {"COLUMNS": "250", "HOME": str(tmp_path / "home")}
+    r = CliRunner().invoke(main, ["config", "show", "-c", str(f)], env=env)
+    assert r.exit_code == 0, r.output
+    lines = {line.split("│")[1].strip(): line for line in r.output.splitlines() if "│" in line}
+    assert pem["key"] in lines["server.tls.key"] and "SECRETKEYBYTES" not in r.output
+    assert "False" in lines["dimse.tls.requireClientCert"]

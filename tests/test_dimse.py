@@ -79,12 +79,18 @@ def differences(a: Dataset, b: Dataset) -> list[str]:
 class Running:
     """An SCP started for a test, with its store and settings."""
 
-    def __init__(self, tmp: Path, dimse: dict[str, Any], ae: dict[str, Any]) -> None:
+    def __init__(
+        self, tmp: Path, dimse: dict[str, Any], ae: dict[str, Any], **sections: Any
+    ) -> None:
         self.settings = isolated(
-            {"dataDir": str(tmp / "data"), "dimse": {"port": 0, **dimse}, "ae": ae}
+            {"dataDir": str(tmp / "data"), "dimse": {"port": 0, **dimse}, "ae": ae, **sections}
         )
         self.store: Store = open_store(self.settings)
-        self.handle: ScpHandle = start_scp(self.settings, self.store)
+        try:
+            self.handle: ScpHandle = start_scp(self.settings, self.store)
+        except BaseException:
+            self.store.close()
+            raise
         self.port = self.handle.port
 
     def put(self, *names: str) -> None:

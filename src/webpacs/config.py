@@ -28,7 +28,7 @@ import copy
 import os
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -57,6 +57,22 @@ def secret() -> Any:
 
 
 # --------------------------------------------------------------------------- the sections
+@dataclass(frozen=True)
+class TlsSettings:
+    """TLS of a listening service (``server.tls``, ``dimse.tls``): PEM files, ``~`` expanded,
+    relative to the current directory. No ``cert`` = no TLS. ``ca`` checks the client
+    certificates (and, for DIMSE, the certificates of the AEs webpacs calls with TLS)."""
+
+    cert: str = ""  # our certificate (chain), PEM
+    key: str = ""  # its private key, PEM, unencrypted
+    ca: str = ""  # CA certificates, PEM; "" = the system's (outgoing) / none (incoming)
+    require_client_cert: bool = False  # only clients with a certificate that ``ca`` signed
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert)
+
+
 @dataclass(frozen=True)
 class TopLevel:
     """The settings outside any section."""
@@ -101,6 +117,7 @@ class ServerSettings(ServiceOverrides):
     header_timeout: float = 30.0  # from a request's first byte to the end of its headers (408)
     body_timeout: float = 60.0  # longest wait for the next piece of a request body (408)
     keep_alive_timeout: float = 5.0  # an idle keep-alive connection is closed after this
+    tls: TlsSettings = field(default_factory=TlsSettings)  # HTTPS (uvicorn)
 
 
 @dataclass(frozen=True)
@@ -145,12 +162,15 @@ class DimseSettings(ServiceOverrides):
     ae_title: str = "WEBPACS"
     host: str = "127.0.0.1"
     port: int = 11112  # 0 = any free port (tests)
-    restrict_calling_ae: bool = False  # True: only AEs of the ``ae`` table may associate
+    # True: only AEs of the ``ae`` table may associate, each only for its ``services``;
+    # None (default): true when auth.mode is not "none" or ``host`` is not loopback
+    restrict_calling_ae: bool | None = None
     max_associations: int = 10
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
     connection_timeout: float = 10.0  # outgoing associations (C-MOVE destinations)
+    tls: TlsSettings = field(default_factory=TlsSettings)  # the SCP speaks TLS only (PS3.15 B.1)
 
 
 @dataclass(frozen=True)
@@ -209,6 +229,7 @@ class AeEntry:
     port: int
     description: str = ""
     services: tuple[str, ...] = ()
+    tls: bool = False  # webpacs calls it with TLS, checked with dimse.tls.ca, our dimse.tls.cert
 
 
 #: The sections by key, in the order the configuration lists them.
@@ -237,16 +258,20 @@ def key_of(name: str) -> str:
     return first + "".join(p.capitalize() for p in rest)
 
 
+def _default(f: Any) -> Any:
+    """A field's default as configuration files write it (tuples as lists, nested
+    settings such as ``TlsSettings`` as objects)."""
+    if f.default is MISSING and f.default_factory is not MISSING:
+        value = f.default_factory()
+        if is_dataclass(value) and not isinstance(value, type):
+            return _schema(type(value))
+        return value
+    return list(f.default) if isinstance(f.default, tuple) else f.default
+
+
 def _schema(cls: type[DataclassInstance]) -> dict[str, Any]:
-    """A section's keys and defaults, as configuration files write them (tuples as lists)."""
-    return {
-        key_of(f.name): list(f.default)
-        if isinstance(f.default, tuple)
-        else f.default_factory()
-        if f.default is MISSING and f.default_factory is not MISSING
-        else f.default
-        for f in fields(cls)
-    }
+    """A section's keys and defaults, as configuration files write them."""
+    return {key_of(f.name): _default(f) for f in fields(cls)}
 
 
 #: Every setting, with its default; the types of these defaults are the allowed types.
@@ -278,6 +303,7 @@ AE_KEYS: dict[str, type] = {
     "port": int,
     "description": str,
     "services": list,
+    "tls": bool,
 }
 #: What an AE may ask of webpacs (``ae.NAME.services``).
 AE_SERVICES = ("find", "move", "get", "store")
@@ -297,7 +323,10 @@ for _service in SERVICES:
         _CHOICES[(_service, _key)] = _CHOICES[(_key,)]
 
 #: Settings whose default is ``None`` (inherit), with the type a value must have.
-_NULLABLE: dict[tuple[str, ...], type] = {(s, k): str for s in SERVICES for k in SHARED}
+_NULLABLE: dict[tuple[str, ...], type] = {
+    **{(s, k): str for s in SERVICES for k in SHARED},
+    ("dimse", "restrictCallingAe"): bool,
+}
 
 
 def _typed(cls: type[_T], values: Mapping[str, Any]) -> _T:
@@ -306,7 +335,9 @@ def _typed(cls: type[_T], values: Mapping[str, Any]) -> _T:
     kwargs = {}
     for f in fields(cls):
         value = values[key_of(f.name)]
-        if hints[f.name] is float:
+        if is_dataclass(hints[f.name]):
+            value = _typed(hints[f.name], value)
+        elif hints[f.name] is float:
             value = float(value)
         elif isinstance(value, list):
             value = tuple(value)  # frozen settings hold tuples
@@ -357,6 +388,7 @@ class Settings:
                 port=entry["port"],
                 description=entry.get("description", ""),
                 services=tuple(entry.get("services", AE_SERVICES)),
+                tls=entry.get("tls", False),
             )
             for name, entry in self.values["ae"].items()
         }
@@ -571,7 +603,7 @@ def _finish(values: dict[str, Any], sources: dict[tuple[str, ...], str]) -> None
                 raise ConfigError(f"{origin}: ae.{name} needs a 'title' (the name {why})")
             entry["title"] = name
             sources[("ae", name, "title")] = "default (the entry's name)"
-        for key, default in (("description", ""), ("services", list(AE_SERVICES))):
+        for key, default in (("description", ""), ("services", list(AE_SERVICES)), ("tls", False)):
             if key not in entry:
                 entry[key] = default
                 sources[("ae", name, key)] = "default"
@@ -586,6 +618,28 @@ def _finish(values: dict[str, Any], sources: dict[tuple[str, ...], str]) -> None
             raise ConfigError(
                 f"{sources[(key,)]}: {key} {values[key]!r} is not a name in the ae table"
             )
+    for section in ("server", "dimse"):
+        _check_tls(section, values[section]["tls"], sources)
+
+
+def _check_tls(section: str, tls: dict[str, Any], sources: dict[tuple[str, ...], str]) -> None:
+    """``cert`` and ``key`` come together, ``requireClientCert`` needs ``ca``, and the
+    files named exist (a missing one fails here, not at the first connection)."""
+
+    def origin(key: str) -> str:
+        return sources[(section, "tls", key)]
+
+    where = f"{section}.tls"
+    if bool(tls["cert"]) != bool(tls["key"]):
+        given = "cert" if tls["cert"] else "key"
+        raise ConfigError(f"{origin(given)}: {where} needs both cert and key, not only {given}")
+    if tls["requireClientCert"] and not tls["ca"]:
+        raise ConfigError(f"{origin('requireClientCert')}: {where}.requireClientCert needs ca")
+    if (tls["ca"] or tls["requireClientCert"]) and not tls["cert"] and section == "server":
+        raise ConfigError(f"{origin('ca')}: {where}.ca without cert: HTTPS needs cert and key")
+    for key in ("cert", "key", "ca"):
+        if tls[key] and not os.path.isfile(os.path.expanduser(tls[key])):
+            raise ConfigError(f"{origin(key)}: {where}.{key}: no such file {tls[key]!r}")
 
 
 def _parse_env(path: tuple[str, ...], raw: str, origin: str) -> Any:

@@ -81,7 +81,7 @@ def _start_dimse(settings: Settings) -> ScpHandle:
 
 def _print_urls(settings: Settings, scp: ScpHandle | None) -> None:
     srv = settings.server
-    origin = f"http://{srv.host}:{srv.port}"
+    origin = f"{supervisor.scheme(srv.tls)}://{srv.host}:{srv.port}"
     base = f"{origin}{srv.root_path.rstrip('/')}"
 
     def say(text: str) -> None:  # JSON logs stay JSON lines: the banner is a log record then
@@ -101,7 +101,8 @@ def _print_urls(settings: Settings, scp: ScpHandle | None) -> None:
         say(f"Viewer: off ({why_not})")
     say(f"Operations: {origin}/healthz {origin}/readyz {origin}/metrics, API: {origin}/docs")
     if scp is not None:
-        say(f"DIMSE: AE {settings.dimse.ae_title} on {scp.host}:{scp.port}")
+        tls = " (TLS)" if settings.dimse.tls.enabled else ""
+        say(f"DIMSE: AE {settings.dimse.ae_title} on {scp.host}:{scp.port}{tls}")
 
 
 def _run(srv: ServerSettings, verbose: int, n: int | None) -> None:
@@ -109,6 +110,7 @@ def _run(srv: ServerSettings, verbose: int, n: int | None) -> None:
         "log_config": None,  # our handlers (webpacs.cli.logs); the access log is webpacs.access
         "access_log": False,
         **uvicorn_options(srv),  # the HTTP protocol with the head limits, keep-alive
+        **supervisor.tls_options(srv.tls),
     }
     if n is not None and supervisor.supported():
         supervisor.run(srv.host, srv.port, n, options, (verbose, log_format()))

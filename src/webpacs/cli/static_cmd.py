@@ -248,10 +248,11 @@ def serve(
     verbose: int,
 ) -> None:  # fmt: skip
     """Serve the static subset of DICOMweb from a tree (see webpacs.web.static_app); the
-    configuration's auth and audit settings apply as for webpacs serve."""
+    configuration's auth, audit and HTTPS (server.tls) settings apply as for webpacs serve."""
     import uvicorn
 
     from webpacs.auth import check_exposure
+    from webpacs.cli.workers import scheme, tls_options
     from webpacs.errors import ConfigError
     from webpacs.web.static_app import create_static_app
 
@@ -261,8 +262,9 @@ def serve(
         app = create_static_app(root, settings)
     except ConfigError as e:
         raise SystemExit(str(e)) from None
-    console.print(f"static DICOMweb from {root}: [bold]http://{host}:{port}/studies[/]")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    tls = settings.server.tls
+    console.print(f"static DICOMweb from {root}: [bold]{scheme(tls)}://{host}:{port}/studies[/]")
+    uvicorn.run(app, host=host, port=port, log_level="warning", **tls_options(tls))
 
 
 @static.command("nginx-config")

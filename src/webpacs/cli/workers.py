@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ from typing import Any
 import uvicorn
 
 from webpacs.cli import logs
+from webpacs.config import TlsSettings
 from webpacs.metrics import MULTIPROC_ENV
 
 log = logging.getLogger("webpacs.serve")
@@ -40,6 +42,29 @@ log = logging.getLogger("webpacs.serve")
 #: The ASGI application factory every worker serves.
 APP = "webpacs.web.factory:app"
 BACKLOG = 2048
+
+
+def tls_options(tls: TlsSettings) -> dict[str, Any]:
+    """uvicorn's TLS options for ``server.tls`` (none without a certificate): HTTPS only,
+    client certificates checked against ``ca`` when given, required with
+    ``requireClientCert``."""
+    if not tls.enabled:
+        return {}
+    options: dict[str, Any] = {
+        "ssl_certfile": os.path.expanduser(tls.cert),
+        "ssl_keyfile": os.path.expanduser(tls.key),
+    }
+    if tls.ca:
+        options["ssl_ca_certs"] = os.path.expanduser(tls.ca)
+        options["ssl_cert_reqs"] = (
+            ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
+        )
+    return options
+
+
+def scheme(tls: TlsSettings) -> str:
+    """``https`` when ``tls`` has a certificate, else ``http``."""
+    return "https" if tls.enabled else "http"
 
 
 def supported() -> bool:

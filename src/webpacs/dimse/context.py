@@ -8,9 +8,31 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from webpacs.auth import is_loopback
 from webpacs.config import AeEntry, Settings
 from webpacs.errors import Forbidden
 from webpacs.storage.registry import Store
+
+
+def restricts_calling_ae(settings: Settings) -> bool:
+    """Whether only the AEs of the ``ae`` table may associate, each for its ``services``.
+
+    ``dimse.restrictCallingAe`` when set; unset (``null``), whenever HTTP is protected
+    (``auth.mode`` is not ``none``) or the SCP listens on an address other than loopback
+    (DESIGN "Access control"). An explicit ``false`` there is the deliberate opening,
+    which ``opened_deliberately`` names so that the SCP warns about it.
+    """
+    explicit = settings.dimse.restrict_calling_ae
+    return explicit if explicit is not None else _exposed(settings)
+
+
+def opened_deliberately(settings: Settings) -> bool:
+    """``dimse.restrictCallingAe: false`` where it would otherwise be on."""
+    return settings.dimse.restrict_calling_ae is False and _exposed(settings)
+
+
+def _exposed(settings: Settings) -> bool:
+    return settings.auth.mode != "none" or not is_loopback(settings.dimse.host)
 
 
 @dataclass
@@ -20,6 +42,9 @@ class ScpContext:
     settings: Settings
     store: Store
 
+    def __post_init__(self) -> None:
+        self.restricted = restricts_calling_ae(self.settings)
+
     @property
     def ae_title(self) -> str:
         """Our own AE title (``dimse.aeTitle``)."""
@@ -28,11 +53,12 @@ class ScpContext:
     def allow(self, event: Any, service: str) -> None:
         """Raise ``Forbidden`` when the calling AE may not use ``service``.
 
-        Only with ``dimse.restrictCallingAe``: unknown calling AEs are then refused when
+        Only when ``restricts_calling_ae``: unknown calling AEs are then refused when
         they associate (PS3.8 7.1.1.9, reason 3 *calling AE title not recognized*), and
-        a known one may use only the services its ``ae`` table entry lists.
+        a known one may use only the services its ``ae`` table entry lists (a refusal
+        is answered 0124 *Refused: Not Authorized*, ``webpacs.core.status``).
         """
-        if not self.settings.dimse.restrict_calling_ae:
+        if not self.restricted:
             return
         calling = str(event.assoc.requestor.ae_title).strip()
         entry = self.settings.ae_by_title(calling)

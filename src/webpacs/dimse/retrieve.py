@@ -29,6 +29,7 @@ from webpacs.core.query import parse_qido
 from webpacs.dimse.context import ScpContext, text
 from webpacs.dimse.find import check_level
 from webpacs.dimse.status import CANCEL, PENDING, Service, failure
+from webpacs.dimse.tls import client_context
 from webpacs.errors import InvalidRequest, StorageError
 from webpacs.storage.base import Blobs, Index, InstanceRecord
 
@@ -132,6 +133,8 @@ def handle_move(event: Any, ctx: ScpContext) -> Iterator[Any]:
         ctx.allow(event, "move")
         records = select(ctx.store.index, event.identifier, str(event.request.AffectedSOPClassUID))
         kwargs = {"ae_title": dest.title, "contexts": contexts(records)}
+        if dest.tls:  # PS3.15 B.1: the destination's entry asks for TLS
+            kwargs["tls_args"] = (client_context(ctx.settings.dimse.tls), dest.host)
     except Exception as exc:  # handler exceptions never escape (status.py)
         yield dest.host, dest.port
         yield 1

@@ -31,10 +31,11 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from webpacs.config import Settings
 from webpacs.dimse import audit, observe
-from webpacs.dimse.context import ScpContext
+from webpacs.dimse.context import ScpContext, opened_deliberately, restricts_calling_ae
 from webpacs.dimse.find import handle_find
 from webpacs.dimse.retrieve import handle_get, handle_move
 from webpacs.dimse.store import handle_echo, handle_store
+from webpacs.dimse.tls import server_context
 from webpacs.errors import ConfigError
 from webpacs.storage.registry import Store, open_store
 
@@ -55,8 +56,9 @@ def build_ae(settings: Settings) -> AE:
 
     Storage contexts accept every transfer syntax pynetdicom knows (uncompressed,
     deflate, big endian, JPEG, JPEG-LS, JPEG 2000, RLE, ...) and both roles, so that a
-    C-GET SCU may propose the SCP role for them (PS3.7 D.3.3.4). With
-    ``dimse.restrictCallingAe`` only the titles of the ``ae`` table may associate.
+    C-GET SCU may propose the SCP role for them (PS3.7 D.3.3.4). When calling AEs are
+    restricted (``context.restricts_calling_ae``) only the titles of the ``ae`` table
+    may associate.
     """
     d = settings.dimse
     ae = AE(ae_title=d.ae_title)
@@ -72,13 +74,30 @@ def build_ae(settings: Settings) -> AE:
         ae.add_supported_context(sop_class, ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
     for sop_class in QUERY_RETRIEVE:
         ae.add_supported_context(sop_class)
-    if d.restrict_calling_ae:
+    if restricts_calling_ae(settings):
         titles = [entry.title for entry in settings.ae_table.values()]
         if not titles:
+            why = (
+                "dimse.restrictCallingAe is true"
+                if d.restrict_calling_ae
+                else f"auth.mode is {settings.auth.mode}"
+                if settings.auth.mode != "none"
+                else f"dimse.host {d.host} is not loopback"
+            )
             raise ConfigError(
-                "dimse.restrictCallingAe is true but the ae table is empty: no AE could associate"
+                f"{why}, so only AEs of the ae table may associate, and the table is empty:"
+                " add the AEs that may call (ae.NAME: {title, host, port, services}), or set"
+                " dimse.restrictCallingAe: false to accept any calling AE"
             )
         ae.require_calling_aet = titles
+    elif opened_deliberately(settings):
+        log.warning(
+            "dimse.restrictCallingAe is false: any calling AE may store, query and retrieve"
+            " (although %s)",
+            f"auth.mode is {settings.auth.mode}"
+            if settings.auth.mode != "none"
+            else f"{d.host} is not loopback",
+        )
     return ae
 
 
@@ -131,8 +150,12 @@ def start_scp(settings: Settings, store: Store | None = None) -> ScpHandle:
     try:
         ae = build_ae(view)
         host, port = view.get("dimse", "host"), view.get("dimse", "port")
+        tls = view.dimse.tls
         server = ae.start_server(
-            (host, port), block=False, evt_handlers=handlers(ScpContext(view, the_store))
+            (host, port),
+            block=False,
+            evt_handlers=handlers(ScpContext(view, the_store)),
+            ssl_context=server_context(tls) if tls.enabled else None,
         )
     except BaseException:
         if own is not None:
@@ -140,5 +163,8 @@ def start_scp(settings: Settings, store: Store | None = None) -> ScpHandle:
         raise
     assert server is not None
     actual = int(server.server_address[1])
-    log.info("DIMSE SCP %s listening on %s:%d", view.get("dimse", "aeTitle"), host, actual)
+    log.info(
+        "DIMSE SCP %s listening on %s:%d%s",
+        view.dimse.ae_title, host, actual, " (TLS)" if tls.enabled else "",
+    )  # fmt: skip
     return ScpHandle(ae, server, host, actual, own)

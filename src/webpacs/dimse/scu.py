@@ -39,7 +39,7 @@ from pynetdicom.status import (
     code_to_category,
 )
 
-from webpacs.config import AeEntry
+from webpacs.config import AeEntry, TlsSettings
 from webpacs.dimse.status import (
     SOP_CLASS_NOT_SUPPORTED,
     SUCCESS,
@@ -48,6 +48,7 @@ from webpacs.dimse.status import (
     status_dataset,
     status_for,
 )
+from webpacs.dimse.tls import client_context
 from webpacs.errors import UpstreamError, UpstreamTimeout
 
 log = logging.getLogger("webpacs.scu")
@@ -68,19 +69,29 @@ def describe(service: Service, status: int) -> str:
 
 @dataclass(frozen=True)
 class Remote:
-    """A remote AE: title and address (an entry of the ``ae`` table)."""
+    """A remote AE: title and address (an entry of the ``ae`` table), and the TLS settings
+    associations to it use (``dimse.tls``; None: plain TCP)."""
 
     name: str
     title: str
     host: str
     port: int
+    tls: TlsSettings | None = None
 
     @classmethod
-    def from_entry(cls, name: str, entry: AeEntry) -> Remote:
-        return cls(name, entry.title, entry.host, entry.port)
+    def from_entry(cls, name: str, entry: AeEntry, tls: TlsSettings) -> Remote:
+        """The entry as a ``Remote``; ``tls`` (``dimse.tls``) is used if ``entry.tls``."""
+        return cls(name, entry.title, entry.host, entry.port, tls if entry.tls else None)
+
+    def tls_args(self) -> dict[str, Any]:
+        """The ``AE.associate`` arguments for TLS to this AE (none for plain TCP)."""
+        if self.tls is None:
+            return {}
+        return {"tls_args": (client_context(self.tls), self.host)}
 
     def __str__(self) -> str:
-        return f"{self.title}@{self.host}:{self.port} (ae.{self.name})"
+        tls = ", TLS" if self.tls is not None else ""
+        return f"{self.title}@{self.host}:{self.port} (ae.{self.name}{tls})"
 
 
 @dataclass
@@ -138,6 +149,7 @@ class Scu:
         self, ae: AE, service: Service, **kwargs: Any
     ) -> Iterator[tuple[Association, float]]:
         start = time.monotonic()
+        kwargs.update(self.remote.tls_args())
         assoc = ae.associate(
             self.remote.host, self.remote.port, ae_title=self.remote.title, **kwargs
         )

@@ -65,7 +65,8 @@ class Proxy:
         if not any(names):
             return None
         query_remote, proxy_remote = (
-            Remote.from_entry(name, settings.ae(name)) if name else None for name in names
+            Remote.from_entry(name, settings.ae(name), settings.dimse.tls) if name else None
+            for name in names
         )
         data_dir = settings.for_service("server").data_dir
         cache = ProxyCache(data_dir / "proxy.sqlite3")

@@ -59,7 +59,7 @@ def destination(the_settings: Settings, name: object) -> Remote:
     if entry is None:
         known = ", ".join(sorted(the_settings.ae_table)) or "none configured"
         raise InvalidRequest(f"no AE named {name!r} in the ae table (known: {known})")
-    return Remote.from_entry(name, entry)
+    return Remote.from_entry(name, entry, the_settings.dimse.tls)
 
 
 def run_send(
