@@ -1,7 +1,7 @@
 """QIDO at scale: searches over an index of N synthetic instances, and the index's size.
 
     python bench/qido_scale.py [--instances 1000000] [--queries 200] [--http]
-        [--index sqlite|postgresql]
+        [--index sqlite|postgresql] [--keep DIR]
 
 Builds an index of about ``N`` synthetic instances (one study per 50: 48 CT and MR
 images in 4 series and a segmentation in a fifth, one study per patient) directly with
@@ -304,7 +304,7 @@ def server(data: Path, config: Path | None = None) -> Iterator[str]:
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/dicomweb"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 300  # opening a large index checks its schema
         while True:
             try:
                 httpx.get(base + "/studies?limit=1", timeout=2)
@@ -319,20 +319,27 @@ def server(data: Path, config: Path | None = None) -> Iterator[str]:
         proc.wait(timeout=30)
 
 
-def measure(instances: int, n: int, http: bool, index: str = "sqlite") -> list[dict[str, Any]]:
-    """Build the index, run the queries; one row per (query kind, in process | HTTP)."""
+def measure(
+    instances: int, n: int, http: bool, index: str = "sqlite", keep: Path | None = None
+) -> list[dict[str, Any]]:
+    """Build the index, run the queries; one row per (query kind, in process | HTTP).
+    ``keep`` (SQLite only): the data directory to build into once and measure again."""
     if index == "postgresql":
         with postgres.local_postgresql(durable=True) as port:
             url = postgres.create_database(port, "webpacs_qido_scale")
             return _measure(instances, n, http, url)
-    return _measure(instances, n, http, None)
+    return _measure(instances, n, http, None, keep)
 
 
 _PATH = {Level.STUDY: "/studies", Level.SERIES: "/series", Level.INSTANCE: "/instances"}
 
 
-def _measure(instances: int, n: int, http: bool, pg_url: str | None) -> list[dict[str, Any]]:
-    data = Path(tempfile.mkdtemp(prefix="webpacs-qido-scale-"))
+def _measure(
+    instances: int, n: int, http: bool, pg_url: str | None, keep: Path | None = None
+) -> list[dict[str, Any]]:
+    data = keep or Path(tempfile.mkdtemp(prefix="webpacs-qido-scale-"))
+    data.mkdir(parents=True, exist_ok=True)
+    built_file = data / "built.json"  # a kept SQLite index: built once, measured again
     rows: list[dict[str, Any]] = []
     kind = "sqlite" if pg_url is None else "postgresql"
     config = None
@@ -353,11 +360,20 @@ def _measure(instances: int, n: int, http: bool, pg_url: str | None) -> list[dic
 
     try:
         t0 = time.monotonic()
-        if pg_url is None:
+        if keep is not None and built_file.is_file():
+            done = orjson.loads(built_file.read_bytes())
+            if done["instances"] != instances:
+                raise SystemExit(f"{data} holds {done['instances']:,} instances, not {instances:,}")
+            studies, built = done["studies"], done["build_s"]
+        elif pg_url is None:
             studies = build(data / "index.sqlite3", instances)
+            built = time.monotonic() - t0
+            built_file.write_bytes(
+                orjson.dumps({"instances": instances, "studies": studies, "build_s": built})
+            )
         else:
             studies = build_postgresql(pg_url, instances)
-        built = time.monotonic() - t0
+            built = time.monotonic() - t0
         qido_built = built_instances(studies)
         print(f"{qido_built:,} instances ({studies:,} of them SEG) in {studies:,} studies,"
               f" built in {built:.0f} s")  # fmt: skip
@@ -410,7 +426,8 @@ def _measure(instances: int, n: int, http: bool, pg_url: str | None) -> list[dic
                         count += len(resp.json()) if resp.status_code == 200 else 0
                     row(name, "over HTTP", times, count // len(qs))
     finally:
-        shutil.rmtree(data, ignore_errors=True)
+        if keep is None:
+            shutil.rmtree(data, ignore_errors=True)
     return rows
 
 
@@ -420,8 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--http", action="store_true", help="also time the queries over HTTP")
     p.add_argument("--index", choices=("sqlite", "postgresql"), default="sqlite")
+    p.add_argument(
+        "--keep", type=Path, help="SQLite: build the index into this directory once and keep it"
+    )
     args = p.parse_args(argv)
-    measure(args.instances, args.queries, args.http, args.index)
+    if args.keep is not None and args.index != "sqlite":
+        p.error("--keep is for the SQLite index")
+    measure(args.instances, args.queries, args.http, args.index, args.keep)
     return 0
 
 

@@ -468,9 +468,9 @@ def test_movescu_series_to_storescp(loaded: Running, tmp_path: Path, name: str) 
     assert differences(pydicom.dcmread(io.BytesIO(got[ds.SOPInstanceUID])), stored) == []
 
 
-def test_move_sends_the_stored_bytes(loaded: Running) -> None:
-    """A pynetdicom storage SCP as the destination sees the stored data set bytes."""
-    seen: dict[str, bytes] = {}
+def recording_scp(port: int, seen: dict[str, bytes], **options: Any) -> tuple[AE, Any]:
+    """A pynetdicom storage SCP "DEST" on ``port`` that keeps each received data set's
+    bytes in ``seen`` by SOP Instance UID; ``options`` go to ``start_server`` (e.g. TLS)."""
 
     def on_store(event: Any) -> int:
         seen[str(event.request.AffectedSOPInstanceUID)] = event.encoded_dataset(False)
@@ -479,10 +479,16 @@ def test_move_sends_the_stored_bytes(loaded: Running) -> None:
     dest = AE(ae_title="DEST")
     for cx in AllStoragePresentationContexts:
         dest.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-    port = loaded.settings.ae("dest").port
     server = dest.start_server(
-        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)]
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)], **options
     )
+    return dest, server
+
+
+def test_move_sends_the_stored_bytes(loaded: Running) -> None:
+    """A pynetdicom storage SCP as the destination sees the stored data set bytes."""
+    seen: dict[str, bytes] = {}
+    dest, server = recording_scp(loaded.settings.ae("dest").port, seen)
     try:
         identifier = Dataset()
         identifier.QueryRetrieveLevel = "IMAGE"

@@ -15,7 +15,7 @@ from typing import Any
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom import AE
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     CTImageStorage,
     StudyRootQueryRetrieveInformationModelMove,
@@ -23,7 +23,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from tests.conftest import data_file, free_port, require_binary
-from tests.test_dimse import Running
+from tests.test_dimse import Running, recording_scp
 from tests.tls_support import Pki, make_pki
 from webpacs.config import isolated
 from webpacs.dimse.scu import Remote, Scu
@@ -155,22 +155,10 @@ def test_plain_association_to_the_tls_port_fails_and_the_scp_keeps_serving(
 
 def _tls_destination(pki: Pki, port: int, seen: dict[str, bytes]) -> tuple[AE, Any]:
     """A storage SCP on ``port`` speaking TLS only and requiring a client certificate."""
-
-    def on_store(event: Any) -> int:
-        seen[str(event.request.AffectedSOPInstanceUID)] = event.encoded_dataset(False)
-        return 0x0000
-
-    dest = AE(ae_title="DEST")
-    for cx in AllStoragePresentationContexts:
-        dest.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(pki.ca))
     ctx.load_cert_chain(pki.server_cert, pki.server_key)  # a certificate for 127.0.0.1
     ctx.verify_mode = ssl.CERT_REQUIRED
-    server = dest.start_server(
-        ("127.0.0.1", port), block=False, ssl_context=ctx,
-        evt_handlers=[(evt.EVT_C_STORE, on_store)],
-    )  # fmt: skip
-    return dest, server
+    return recording_scp(port, seen, ssl_context=ctx)
 
 
 def test_move_to_a_tls_destination(make_scp: Callable[..., Running], pki: Pki) -> None:
