@@ -31,8 +31,18 @@ def opened_deliberately(settings: Settings) -> bool:
     return settings.dimse.restrict_calling_ae is False and _exposed(settings)
 
 
+def exposure(settings: Settings) -> str:
+    """Why the SCP is exposed beyond a single trusted user ("" when it is not): HTTP
+    authentication is on, or it listens on an address other than loopback."""
+    if settings.auth.mode != "none":
+        return f"auth.mode is {settings.auth.mode}"
+    if not is_loopback(settings.dimse.host):
+        return f"dimse.host {settings.dimse.host} is not loopback"
+    return ""
+
+
 def _exposed(settings: Settings) -> bool:
-    return settings.auth.mode != "none" or not is_loopback(settings.dimse.host)
+    return bool(exposure(settings))
 
 
 @dataclass

@@ -31,7 +31,12 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from webpacs.config import Settings
 from webpacs.dimse import audit, observe
-from webpacs.dimse.context import ScpContext, opened_deliberately, restricts_calling_ae
+from webpacs.dimse.context import (
+    ScpContext,
+    exposure,
+    opened_deliberately,
+    restricts_calling_ae,
+)
 from webpacs.dimse.find import handle_find
 from webpacs.dimse.retrieve import handle_get, handle_move
 from webpacs.dimse.store import handle_echo, handle_store
@@ -77,13 +82,7 @@ def build_ae(settings: Settings) -> AE:
     if restricts_calling_ae(settings):
         titles = [entry.title for entry in settings.ae_table.values()]
         if not titles:
-            why = (
-                "dimse.restrictCallingAe is true"
-                if d.restrict_calling_ae
-                else f"auth.mode is {settings.auth.mode}"
-                if settings.auth.mode != "none"
-                else f"dimse.host {d.host} is not loopback"
-            )
+            why = "dimse.restrictCallingAe is true" if d.restrict_calling_ae else exposure(settings)
             raise ConfigError(
                 f"{why}, so only AEs of the ae table may associate, and the table is empty:"
                 " add the AEs that may call (ae.NAME: {title, host, port, services}), or set"
@@ -94,9 +93,7 @@ def build_ae(settings: Settings) -> AE:
         log.warning(
             "dimse.restrictCallingAe is false: any calling AE may store, query and retrieve"
             " (although %s)",
-            f"auth.mode is {settings.auth.mode}"
-            if settings.auth.mode != "none"
-            else f"{d.host} is not loopback",
+            exposure(settings),
         )
     return ae
 

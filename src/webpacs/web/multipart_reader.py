@@ -208,11 +208,6 @@ class MultipartReader:
         except InvalidRequest as exc:
             cur.file.close()
             raise InvalidRequest(f"part {self.parts_read + 1}: {exc}") from None
-        try:
-            self._refuse_nested(content_type)
-        except InvalidRequest:
-            cur.file.close()
-            raise
         cur.file.seek(0)
         self.parts_read += 1
         self._done.append(Part(cur.headers, content_type, params, cur.file, cur.size))

@@ -33,14 +33,13 @@ import weakref
 from http import HTTPStatus
 from typing import Any
 
-import orjson
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from webpacs import errors
 from webpacs.config import ServerSettings, Settings
-from webpacs.web.errors import status_for
+from webpacs.web.errors import response_for
 
 log = logging.getLogger("webpacs.web")
 
@@ -76,29 +75,13 @@ def server_settings(config: Config) -> ServerSettings:
 
 
 def error_bytes(exc: errors.WebpacsError) -> bytes:
-    """A whole HTTP/1.1 error response for ``exc`` that closes the connection (the body as
-    ``webpacs.web.errors.error_response`` writes it)."""
-    status = status_for(exc)
-    body = orjson.dumps({"error": str(exc), "status": status})
-    return (
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
-        "content-type: application/json\r\n"
-        f"content-length: {len(body)}\r\n"
-        "connection: close\r\n\r\n"
-    ).encode("latin-1") + body
-
-
-def _refusing(exc: errors.WebpacsError) -> Any:
-    """An ASGI app that answers every request with ``exc``'s error and closes."""
-    response = error_bytes(exc)
-    head, _, body = response.partition(b"\r\n\r\n")
-    headers = [tuple(line.split(b": ", 1)) for line in head.split(b"\r\n")[1:] if b": " in line]
-
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": status_for(exc), "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    return app
+    """``exc``'s error response (``webpacs.web.errors.response_for``, which closes the
+    connection after the statuses of these limits) as the bytes of an HTTP/1.1 response."""
+    response = response_for(exc)
+    status = response.status_code
+    head = f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode("latin-1")
+    headers = b"".join(name + b": " + value + b"\r\n" for name, value in response.raw_headers)
+    return head + headers + b"\r\n" + response.body
 
 
 class LimitedHTTPProtocol(HttpToolsProtocol):
@@ -155,7 +138,7 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
         if size <= self.max_head:
             super().on_headers_complete()
             return
-        app, self.app = self.app, _refusing(self._head_error())
+        app, self.app = self.app, response_for(self._head_error())
         try:  # uvicorn runs the request as usual, with an app that refuses it
             super().on_headers_complete()
         finally:
