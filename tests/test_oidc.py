@@ -155,3 +155,51 @@ def test_roles_from_the_provider_end_to_end(provider: dict[str, Any],
     assert e.value.response.status_code == 403
     boss.delete_study(ds.StudyInstanceUID)
     assert reader.search_for_studies() == []
+
+
+def test_keys_are_fetched_again_for_a_new_kid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Key rotation: a token naming a ``kid`` the cached keys lack makes the verifier fetch
+    the issuer's keys again (at most once per ``REFRESH_SECONDS``); known kids use the cache.
+    The issuer here is a small app of the test serving a JWKS it can change (oidc-provider
+    publishes one fixed key set)."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from tests.static_support import ServerThread
+    from webpacs.auth import oidc
+    from webpacs.errors import Unauthorized
+
+    old = RSAKey.generate_key(2048, parameters={"kid": "old", "use": "sig", "alg": "RS256"})
+    new = RSAKey.generate_key(2048, parameters={"kid": "new", "use": "sig", "alg": "RS256"})
+    published = {"keys": [old.as_dict()]}
+    fetches: list[str] = []
+
+    async def discovery(request: Request) -> JSONResponse:
+        return JSONResponse({"jwks_uri": str(request.url_for("jwks"))})
+
+    async def jwks(request: Request) -> JSONResponse:
+        fetches.append(published["keys"][0]["kid"])
+        return JSONResponse(published)
+
+    app = Starlette(routes=[
+        Route("/.well-known/openid-configuration", discovery), Route("/jwks", jwks, name="jwks"),
+    ])  # fmt: skip
+    with ServerThread(app) as issuer:
+        verifier = oidc.OidcVerifier(issuer.url, AUDIENCE, "roles")
+        signed = {k: _forged({"issuer": issuer.url}, key=key, kid=k) for k, key in
+                  (("old", old), ("new", new))}  # fmt: skip
+        assert verifier.verify(signed["old"]).role == "admin"
+        assert verifier.verify(signed["old"]).role == "admin"
+        assert fetches == ["old"]  # kept
+        published["keys"] = [new.as_dict()]  # the issuer rotates its key
+        monkeypatch.setattr(oidc, "REFRESH_SECONDS", 3600.0)
+        with pytest.raises(Unauthorized):  # fetched less than an hour ago: not again
+            verifier.verify(signed["new"])
+        assert fetches == ["old"]
+        monkeypatch.setattr(oidc, "REFRESH_SECONDS", 0.0)
+        assert verifier.verify(signed["new"]).role == "admin"
+        assert fetches == ["old", "new"]
+        with pytest.raises(Unauthorized):  # the rotated-out key is gone from the new set
+            verifier.verify(signed["old"])
