@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from webpacs.errors import InvalidRequest
 
@@ -27,6 +28,8 @@ __all__ = [
     "quote_param",
     "split_header_list",
 ]
+
+_Chunk = TypeVar("_Chunk")
 
 # RFC 9110 section 5.6.2: tchar.
 _TCHARS = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -145,12 +148,14 @@ def multipart_content_type(
 
 
 def iter_multipart(
-    parts: Iterable[tuple[dict[str, str], Iterable[bytes]]], boundary: str
-) -> Iterator[bytes]:
+    parts: Iterable[tuple[dict[str, str], Iterable[_Chunk]]], boundary: str
+) -> Iterator[bytes | _Chunk]:
     """Stream a ``multipart/related`` body (RFC 2046 section 5.1.1).
 
     Each part is ``(headers, body_chunks)``; chunks are yielded as they come, never joined,
-    so a part may be a file read piece by piece. Yields ``--boundary CRLF headers CRLF CRLF``,
+    so a part may be a file read piece by piece (or stand for bytes the server sends
+    itself: chunks of another type are passed through, with the framing around them as
+    ``bytes``). Yields ``--boundary CRLF headers CRLF CRLF``,
     the body chunks, ``CRLF``, and finally ``--boundary-- CRLF``.
     """
     if not boundary or "\r" in boundary or "\n" in boundary:

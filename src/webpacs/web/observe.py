@@ -28,6 +28,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from webpacs import metrics
+from webpacs.web import zerocopy
 
 log = logging.getLogger("webpacs.access")
 
@@ -65,6 +66,8 @@ class Observe:
                 state["status"] = message["status"]
             elif message["type"] == "http.response.body":
                 state["bytes"] += len(message.get("body", b""))
+            elif message["type"] == zerocopy.MESSAGE:
+                state["bytes"] += zerocopy.length(message["pieces"])
             await send(message)
 
         try:

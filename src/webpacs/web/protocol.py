@@ -34,11 +34,12 @@ from http import HTTPStatus
 from typing import Any
 
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
 from webpacs import errors
 from webpacs.config import ServerSettings, Settings
+from webpacs.web import zerocopy
 from webpacs.web.errors import response_for
 
 log = logging.getLogger("webpacs.web")
@@ -111,6 +112,12 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+        # stored files go to a plain TCP socket by sendfile (webpacs.web.zerocopy)
+        self.sendfile = (
+            sock is not None
+            and sock.family in (socket.AF_INET, socket.AF_INET6)
+            and transport.get_extra_info("sslcontext") is None
+        )
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -143,6 +150,13 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
             super().on_headers_complete()
         finally:
             self.app = app
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if self.sendfile:
+            extensions = {**(cycle.scope.get("extensions") or {}), zerocopy.EXTENSION: {}}
+            cycle.scope["extensions"] = extensions
+            app = zerocopy.sendfile_app(app, cycle, self.transport)
+        super()._start_asgi_task(cycle, app)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
