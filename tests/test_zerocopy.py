@@ -238,6 +238,31 @@ def test_a_missing_object_is_a_clean_error_before_any_byte(
         headers={"Accept": 'multipart/related; type="application/octet-stream"'},
     )
     assert frame.status_code == 503
+    uri = httpx.get(
+        f"{module_server.url}/wado",
+        params={"requestType": "WADO", "studyUID": study, "seriesUID": series,
+                "objectUID": recs[1].sop_uid, "contentType": "application/dicom"},
+    )  # fmt: skip
+    assert uri.status_code == 503
+    assert recs[1].sop_uid in uri.text
+    rendered = httpx.get(f"{url}/instances/{recs[1].sop_uid}/rendered")
+    assert rendered.status_code == 503, rendered.text
+
+
+def test_wado_uri_object_sent_by_sendfile(
+    module_server: RunningServer, stored: tuple[str, str, list[bytes]], sendfile_calls: list[int]
+) -> None:
+    study, series, files = stored
+    rec = module_server.store.index.instances(study, series)[0]
+    got = httpx.get(
+        f"{module_server.url}/wado",
+        params={"requestType": "WADO", "studyUID": study, "seriesUID": series,
+                "objectUID": rec.sop_uid, "contentType": "application/dicom"},
+    )  # fmt: skip
+    assert got.status_code == 200
+    assert got.content == module_server.store.blobs.get(rec.blob_key)
+    assert int(got.headers["content-length"]) == len(got.content)
+    assert sum(sendfile_calls) == len(got.content)
 
 
 def test_writer_stops_at_a_file_shorter_than_its_span(tmp_path: Path) -> None:
@@ -261,8 +286,9 @@ def test_access_log_counts_the_bytes_sent_by_sendfile(
     with caplog.at_level("INFO", logger="webpacs.access"):
         got = httpx.get(url, headers={"Accept": 'multipart/related; type="application/dicom"'})
         deadline = time.monotonic() + 5
-        while not any(series in r.getMessage() for r in caplog.records):
+        line = f"GET /dicomweb/studies/{study}/series/{series} 200"
+        while not any(r.getMessage().startswith(line) for r in caplog.records):
             assert time.monotonic() < deadline, "no access log line"
             time.sleep(0.02)
-    line = next(r for r in caplog.records if series in r.getMessage())
-    assert line.bytes == len(got.content)  # type: ignore[attr-defined]
+    logged = next(r for r in caplog.records if r.getMessage().startswith(line))
+    assert logged.bytes == len(got.content)  # type: ignore[attr-defined]

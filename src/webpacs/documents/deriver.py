@@ -96,6 +96,8 @@ class Deriver:
                         return
             except WebpacsError as e:  # a backend hiccup: try again next round
                 log.warning("derived documents not rebuilt: %s", e)
+            except Exception:  # a bug must not stop every later rebuild: log it, go on
+                log.exception("derived documents not rebuilt")
 
     def _wait_for_change(self, wait: Callable[[float], bool]) -> None:
         """Until a change is announced or ``interval`` passes (in short slices, so that

@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels.utils import pixel_array
 
 from webpacs.core.framemap import FrameMap, frame_numbers
-from webpacs.errors import NotFound, NotImplementedFeature
+from webpacs.errors import NotFound, NotImplementedFeature, StorageError
 from webpacs.pixels.codecs import codec_panics
 from webpacs.storage.base import Blobs, InstanceRecord
 
@@ -106,6 +106,10 @@ def decode_frame(blobs: Blobs, rec: InstanceRecord, number: int) -> Frame:
             with warnings.catch_warnings(), codec_panics():
                 warnings.simplefilter("ignore")  # odd values in old files are not our business
                 arr = pixel_array(src, ds_out=ds, index=number - 1)
+        except FileNotFoundError as e:  # the local file is gone (as a remote read says)
+            raise NotFound(f"blob {rec.blob_key} not found") from e
+        except OSError as e:
+            raise StorageError(f"cannot read {rec.blob_key}: {e}") from e
         except (NotImplementedError, RuntimeError, ValueError, KeyError, AttributeError) as e:
             raise NotImplementedFeature(
                 f"cannot decode the pixel data of instance {rec.sop_uid} (transfer syntax"

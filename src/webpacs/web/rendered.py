@@ -29,6 +29,7 @@ from webpacs.core.multipart import iter_multipart, multipart_content_type, new_b
 from webpacs.errors import InvalidRequest, NotFound, WebpacsError
 from webpacs.pixels import render as rd
 from webpacs.pixels.frames import decode_frame, frame_count, parse_frame_numbers
+from webpacs.storage import presence
 from webpacs.storage.base import Blobs, InstanceRecord
 from webpacs.web.common import path_uids, store, threaded
 
@@ -121,11 +122,13 @@ def rendering_from_wado_uri(q: QueryParams, media_type: str) -> rd.Rendering:
 
 # -- building the bodies ------------------------------------------------------------------
 def render_frames(blobs: Blobs, rec: InstanceRecord, numbers: list[int], r: rd.Rendering) -> bytes:
-    """One image of frame ``numbers[0]``, or an animated GIF of all of them."""
-    images = [
-        rd.to_image(rd.to_8bit(frame, r.window), r)
-        for frame in (decode_frame(blobs, rec, n) for n in numbers)
-    ]
+    """One image of frame ``numbers[0]``, or an animated GIF of all of them (the frame
+    numbers are checked before: a ``NotFound`` here is the stored object missing)."""
+    with presence.reading(rec):
+        images = [
+            rd.to_image(rd.to_8bit(frame, r.window), r)
+            for frame in (decode_frame(blobs, rec, n) for n in numbers)
+        ]
     return rd.encode(images, r)
 
 

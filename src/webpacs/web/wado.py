@@ -144,6 +144,21 @@ def _stored_files(
     return zerocopy.joined(iter_multipart(parts, boundary))
 
 
+async def stored_object(blobs: Blobs, rec: InstanceRecord, media_type: str) -> Response:
+    """One stored object as its whole body, known to exist before the first byte."""
+    with presence.reading(rec):
+        path = _local_file(blobs, rec)
+    if path is not None:
+        size = os.stat(path).st_size
+        return zerocopy.PiecesResponse([zerocopy.Span(path, 0, size)], media_type)
+    await threaded(presence.ensure_stored, blobs, [rec])
+    return StreamingResponse(
+        _file_chunks(blobs, rec.blob_key),
+        media_type=media_type,
+        headers={"Content-Length": str(rec.size)},
+    )
+
+
 async def retrieve(request: Request) -> Response:
     records = await _records(request)
     blobs = store(request).blobs

@@ -16,10 +16,10 @@ from webpacs.web import rendered
 from webpacs.web.common import store, threaded
 from webpacs.web.wado import (
     _as_stored,
-    _file_chunks,
     _first_then_rest,
     _instance_chunks,
     negotiate_instance,
+    stored_object,
 )
 
 DICOM = "application/dicom"
@@ -55,11 +55,7 @@ async def wado(request: Request) -> Response:
             _instance_chunks(store(request).blobs, rec, rep), _as_stored(rec)
         )
         return StreamingResponse(chunks, media_type=DICOM)
-    return StreamingResponse(
-        _file_chunks(store(request).blobs, rec.blob_key),
-        media_type=DICOM,
-        headers={"Content-Length": str(rec.size)},
-    )
+    return await stored_object(store(request).blobs, rec, DICOM)
 
 
 routes = [Route("/wado", wado, methods=["GET"])]
