@@ -272,7 +272,7 @@ def test_writer_stops_at_a_file_shorter_than_its_span(tmp_path: Path) -> None:
     with a, b:
         a.setblocking(False)
         with pytest.raises(EOFError, match="ends 50 bytes before its span"):
-            zerocopy.write_all(a.fileno(), [b"head", zerocopy.Span(str(short), 0, 150)])
+            zerocopy.write_all(a, [b"head", zerocopy.Span(str(short), 0, 150)])
         assert b.recv(1000) == b"head" + b"x" * 100
 
 

@@ -29,7 +29,6 @@ promised length can no longer be kept, and is logged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import select
@@ -124,13 +123,13 @@ class PiecesResponse(Response):
 
 # -- the server side -------------------------------------------------------------------
 class Writer:
-    """Writes pieces to the non-blocking socket ``fd`` (files by ``os.sendfile``), as far
+    """Writes pieces to the non-blocking socket ``sock`` (files by ``os.sendfile``), as far
     as the socket takes them now (``step``, on the event loop: most responses fit in the
     socket's buffer at once) or to the end (``finish``, on a thread, waiting with ``poll``
     while the socket is full)."""
 
-    def __init__(self, fd: int, pieces: Sequence[Piece]) -> None:
-        self.fd = fd
+    def __init__(self, sock: socket.socket, pieces: Sequence[Piece]) -> None:
+        self.sock = sock
         self.pieces = pieces
         self.index = 0  # the piece being written
         self.done = 0  # its bytes already written
@@ -155,17 +154,18 @@ class Writer:
 
     def _write(self, piece: Piece, left: int) -> int:
         if not isinstance(piece, Span):
-            return os.write(self.fd, memoryview(piece)[self.done :])
+            more = self.index + 1 < len(self.pieces)  # coalesced with what follows
+            return self.sock.send(memoryview(piece)[self.done :], socket.MSG_MORE if more else 0)
         if self.file is None:
             self.file = open(piece.path, "rb")  # noqa: SIM115 -- closed by step/close
-        sent = os.sendfile(self.fd, self.file.fileno(), piece.offset + self.done, left)
+        sent = os.sendfile(self.sock.fileno(), self.file.fileno(), piece.offset + self.done, left)
         if sent == 0:
             raise EOFError(f"{piece.path} ends {left} bytes before its span")
         return sent
 
     def finish(self, timeout: float = WRITE_TIMEOUT) -> None:
         poller = select.poll()
-        poller.register(self.fd, select.POLLOUT)
+        poller.register(self.sock.fileno(), select.POLLOUT)
         while not self.step():
             if not poller.poll(int(timeout * 1000)):
                 raise TimeoutError(f"the client read nothing for {timeout:g} s")
@@ -176,20 +176,60 @@ class Writer:
             self.file = None
 
 
-def write_all(fd: int, pieces: Sequence[Piece], timeout: float = WRITE_TIMEOUT) -> None:
-    """Write ``pieces`` to the non-blocking socket ``fd`` to the end."""
-    writer = Writer(fd, pieces)
+def write_all(sock: socket.socket, pieces: Sequence[Piece], timeout: float = WRITE_TIMEOUT) -> None:
+    """Write ``pieces`` to the non-blocking socket ``sock`` to the end."""
+    writer = Writer(sock, pieces)
     try:
         writer.finish(timeout)
     finally:
         writer.close()
 
 
-def _cork(sock: Any, on: bool) -> None:
-    """``TCP_CORK`` (Linux): part headers go out with the file bytes after them, not alone."""
-    if hasattr(socket, "TCP_CORK"):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
+class _Capture:
+    """Stands for the transport while uvicorn writes a response head: keeps the bytes."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+class _Prefixed:
+    """The transport, with ``head`` written together with the next write (one ``writev``
+    on uvloop: the head and a small body leave in one packet, not two)."""
+
+    def __init__(self, transport: asyncio.Transport, head: bytes) -> None:
+        self.transport = transport
+        self.head = head
+
+    def write(self, data: bytes) -> None:
+        head, self.head = self.head, b""
+        self.transport.writelines([head, data] if head else [data])
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.transport, name)
+
+
+async def _head(cycle: Any, send: Send, start: Message) -> bytes:
+    """The response head uvicorn writes for ``start``, as bytes, not written."""
+    transport, cycle.transport = cycle.transport, _Capture()
+    try:
+        await send(start)
+        return bytes(cycle.transport.data)
+    finally:
+        cycle.transport = transport
+
+
+async def _send_body(cycle: Any, send: Send, message: Message, head: bytes) -> None:
+    """An ordinary body message, the head in the same write."""
+    transport, cycle.transport = cycle.transport, _Prefixed(cycle.transport, head)
+    try:
+        await send(message)
+    finally:
+        prefixed, cycle.transport = cycle.transport, transport
+    if prefixed.head and not cycle.disconnected:  # nothing written (HEAD): the head alone
+        transport.write(prefixed.head)
 
 
 async def _drained(transport: asyncio.Transport) -> None:
@@ -198,8 +238,11 @@ async def _drained(transport: asyncio.Transport) -> None:
         await asyncio.sleep(0.001)
 
 
-async def serve(cycle: Any, transport: asyncio.Transport, message: Message) -> None:
-    """Handle ``MESSAGE`` on uvicorn's request-response ``cycle`` (module doc)."""
+async def serve(
+    cycle: Any, transport: asyncio.Transport, message: Message, head: bytes = b""
+) -> None:
+    """Handle ``MESSAGE`` on uvicorn's request-response ``cycle`` (module doc); ``head``
+    is the response head, not written yet."""
     if cycle.disconnected:
         return
     pieces: list[Piece] = message["pieces"]
@@ -212,11 +255,10 @@ async def serve(cycle: Any, transport: asyncio.Transport, message: Message) -> N
     if transport.is_closing() or sock is None:
         cycle.disconnected = True
         return
-    fd = os.dup(sock.fileno())  # the transport may close its descriptor meanwhile
-    writer = Writer(fd, pieces)
-    cork = len(pieces) > 1
-    if cork:
-        _cork(sock, True)
+    # a socket of our own on a duplicate descriptor: the transport may close its own meanwhile
+    own = socket.socket(fileno=os.dup(sock.fileno()))
+    own.setblocking(False)
+    writer = Writer(own, [head, *pieces] if head else pieces)
     try:
         if not writer.step():  # the socket is full: the rest from a thread
             await run_in_threadpool(writer.finish)
@@ -228,23 +270,36 @@ async def serve(cycle: Any, transport: asyncio.Transport, message: Message) -> N
         return
     finally:
         writer.close()
-        os.close(fd)
-        if cork and not transport.is_closing():
-            _cork(sock, False)
+        own.close()
     cycle.expected_content_length -= total
     await cycle.send({"type": "http.response.body", "body": b"", "more_body": more})
 
 
 def sendfile_app(app: ASGIApp, cycle: Any, transport: asyncio.Transport) -> ASGIApp:
-    """``app`` with ``MESSAGE`` handled for this request's ``cycle`` (the protocol calls it)."""
+    """``app`` with ``MESSAGE`` handled for this request's ``cycle`` (the protocol calls
+    it). The response head is held until the first body message and written with it."""
 
     async def with_pieces(scope: Scope, receive: Receive, send: Send) -> None:
+        held: Message | None = None
+
         async def sending(message: Message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start" and not cycle.response_started:
+                held = message
+                return
+            head = b""
+            if held is not None:
+                start, held = held, None
+                head = await _head(cycle, send, start)
             if message["type"] == MESSAGE:
-                await serve(cycle, transport, message)
+                await serve(cycle, transport, message, head)
+            elif head:
+                await _send_body(cycle, send, message, head)
             else:
                 await send(message)
 
         await app(scope, receive, sending)
+        if held is not None:  # a start and no body: the head alone
+            await send(held)
 
     return with_pieces
