@@ -15,9 +15,12 @@
 3. stores the dataset in each by STOW-RS (batches of 50), times ``webpacs import`` of
    the same files into another fresh store, and ``webpacs static build`` when that
    command exists;
-4. runs each read workload of ``bench/load.py`` against each server in turn
-   (alternating which goes first), prints a table with the webpacs/Orthanc ratio and
-   the issue's target per row, and writes ``bench/results/<time>-<size>.json``.
+4. when nginx is installed (and unless ``--no-nginx``), serves the same bytes as files
+   from nginx for the rows issue 16 compares with it (``bench/nginx.py``);
+5. runs each read workload of ``bench/load.py`` against each server in turn
+   (alternating which goes first), prints a table with the webpacs/Orthanc and
+   webpacs/nginx ratios and the issue's target per row, and writes
+   ``bench/results/<time>-<size>.json``.
 
 Every step is bounded in time and everything started is stopped at the end.
 """
