@@ -29,11 +29,11 @@ free port, with ``sendfile on; tcp_nopush on; access_log off``.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import gzip
 import hashlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -161,7 +161,8 @@ def document_root(
 
 def config(root: Path, port: int, workers: int) -> str:
     """nginx.conf: pid and temp files under the prefix (``-p``), errors to ``error.log``."""
-    user = f"user {getpass.getuser()};\n" if os.geteuid() == 0 else ""
+    # as root, the workers would run as nobody, who cannot read the run's 0700 temp dir
+    user = f"user {pwd.getpwuid(os.geteuid()).pw_name};\n" if os.geteuid() == 0 else ""
     return (
         "daemon off;\n"
         "master_process on;\n"

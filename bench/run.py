@@ -743,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
                 servers[nginx.LABEL] = ([], ngx.base, ngx.pid)
                 names.append(nginx.LABEL)
                 results += ngx.failed
+            elif ngx_program and nginx.wanted(workloads):
+                notes.append("nginx column skipped: no static tree (static build failed)")
             for i, wl in enumerate(workloads):
                 for k in range(args.rounds):
                     turn = names if (i + k) % 2 == 0 else names[::-1]
