@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -616,6 +616,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto")
     p.add_argument("--wait", type=float, default=0, help="wait up to N s for the server first")
     p.add_argument("--json", type=Path, help="write the results list here")
+    p.add_argument(
+        "--paths",
+        type=Path,
+        help="JSON {workload: [paths]}: run only these workloads, on these paths (a server"
+        " that holds the same bytes elsewhere, e.g. nginx: bench/nginx.py)",
+    )
     args = p.parse_args(argv)
 
     if args.wait:
@@ -640,9 +646,14 @@ def main(argv: list[str] | None = None) -> None:
         if manifest is None:
             p.error("read workloads need --manifest")
         wanted = None if args.workloads == "all" else set(args.workloads.split(","))
+        paths = json.loads(args.paths.read_text()) if args.paths else None
         for wl in read_workloads(manifest):
             if wanted is not None and wl.name not in wanted:
                 continue
+            if paths is not None:
+                if wl.name not in paths:
+                    continue
+                wl = replace(wl, paths=paths[wl.name])
             res = run_read(
                 args.base,
                 args.server,

@@ -15,9 +15,12 @@
 3. stores the dataset in each by STOW-RS (batches of 50), times ``webpacs import`` of
    the same files into another fresh store, and ``webpacs static build`` when that
    command exists;
-4. runs each read workload of ``bench/load.py`` against each server in turn
-   (alternating which goes first), prints a table with the webpacs/Orthanc ratio and
-   the issue's target per row, and writes ``bench/results/<time>-<size>.json``.
+4. when nginx is installed (and unless ``--no-nginx``), serves the same bytes as files
+   from nginx for the rows issue 16 compares with it (``bench/nginx.py``);
+5. runs each read workload of ``bench/load.py`` against each server in turn
+   (alternating which goes first), prints a table with the webpacs/Orthanc and
+   webpacs/nginx ratios and the issue's target per row, and writes
+   ``bench/results/<time>-<size>.json``.
 
 Every step is bounded in time and everything started is stopped at the end.
 """
@@ -50,7 +53,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from bench import load, postgres, qido_scale
+from bench import load, nginx, postgres, qido_scale
 from bench.generate import SIZES, Manifest, SeriesInfo, StudyInfo, generate
 
 HERE = Path(__file__).resolve().parent
@@ -493,6 +496,9 @@ def summarize(
     anchor = "orthanc" in servers and ref in servers
     if anchor:
         pairs.append(("ratio", ref, "orthanc"))
+    with_nginx = nginx.LABEL in servers and ref in servers
+    if with_nginx:
+        pairs.append(("webpacs / nginx", ref, nginx.LABEL))
     table = Table(title="webpacs benchmark", show_lines=False)
     table.add_column("workload")
     for s in servers:
@@ -503,6 +509,8 @@ def summarize(
         table.add_column(column, justify="right")
     if anchor:
         table.add_column("target", justify="right")
+    if with_nginx:
+        table.add_column("nginx target", justify="right")
     rows = []
     for name in order:
         cells = [descriptions.get(name, name)]
@@ -524,6 +532,9 @@ def summarize(
             ratio = a / b if a and b else None
             backend = column.split(" /")[0].replace("+", "_")
             key = "ratio" if column == "ratio" else f"{backend}_ratio"
+            if den == nginx.LABEL:  # of MB/s for whole series (nginx: a file a request)
+                ratio = nginx.ratio(name, by.get((name, num)), by.get((name, den)))
+                key = "nginx_ratio"
             row[key] = round(ratio, 2) if ratio else None
             cells.append(f"{ratio:.2f}x" if ratio else "-")
         if anchor:
@@ -533,6 +544,8 @@ def summarize(
             if row["ratio"] is not None and target is not None:
                 mark = " [green]ok[/]" if row["ratio"] >= target else " [red]missed[/]"
             cells.append((f"{target:g}x" + mark) if target else "")
+        if with_nginx:
+            cells.append(nginx.target_cell(name, row))
         table.add_row(*cells)
         rows.append(row)
     peak = {
@@ -551,6 +564,8 @@ def summarize(
     if anchor:
         ok = " [green]ok[/]" if peak[ref] <= peak["orthanc"] else " [red]missed[/]"
         cells.append("<= 1x" + ok)
+    if with_nginx:
+        cells.append("")
     table.add_row(*cells)
     rows.append({"workload": "peak-rss-mb", **peak})
     return table, rows
@@ -588,6 +603,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=HERE / ".data")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--keep", action="store_true", help="keep the servers' data directories")
+    p.add_argument(
+        "--no-nginx",
+        action="store_true",
+        help="leave out the nginx column (on whenever nginx is installed: bench/nginx.py)",
+    )
     p.add_argument(
         "--qido-scale",
         type=int,
@@ -652,6 +672,11 @@ def main(argv: list[str] | None = None) -> int:
                 "postgresql+files runs on a PostgreSQL started for the run on this machine"
                 " (Debian's, default settings, fsync on)"
             )
+    ngx_program = None if args.no_nginx else nginx.program()
+    if ngx_program is None and not args.no_nginx:
+        notes.append("nginx column skipped: nginx is not installed (Debian package nginx)")
+        console.print(f"[yellow]{notes[-1]}")
+    ngx: nginx.Column | None = None
     info = machine()
     if args.anchor == "orthanc":
         info["orthanc"] = ensure_orthanc()
@@ -704,15 +729,28 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
                 shutil.rmtree(work / "import", ignore_errors=True)
-            results += static_build(work, manifest)
+            results += static_build(work, manifest, keep=ngx_program is not None)
             wanted = None if args.workloads == "all" else set(args.workloads.split(","))
             workloads = [
                 w for w in load.read_workloads(manifest) if wanted is None or w.name in wanted
             ]
+            if ngx_program and (work / "static").is_dir() and nginx.wanted(workloads):
+                console.print("nginx: the same bytes as files, checked against webpacs...")
+                ngx = stack.enter_context(
+                    nginx.column(ngx_program, work / "nginx", manifest, work / "webpacs",
+                                 work / "static", base, args.workers, [w.name for w in workloads])
+                )  # fmt: skip
+                servers[nginx.LABEL] = ([], ngx.base, ngx.pid)
+                names.append(nginx.LABEL)
+                results += ngx.failed
+            elif ngx_program and nginx.wanted(workloads):
+                notes.append("nginx column skipped: no static tree (static build failed)")
             for i, wl in enumerate(workloads):
                 for k in range(args.rounds):
                     turn = names if (i + k) % 2 == 0 else names[::-1]
                     for name in turn:
+                        if name == nginx.LABEL and ngx and wl.name not in ngx.rows:
+                            continue
                         console.print(
                             f"{wl.name} on {name} ({args.duration:g} s,"
                             f" round {k + 1}/{args.rounds})..."
@@ -720,6 +758,8 @@ def main(argv: list[str] | None = None) -> int:
                         prefix, b, spid = servers[name]
                         extra = ["--workloads", wl.name, "--duration", str(args.duration)]
                         extra += ["--connections", str(args.connections)]
+                        if name == nginx.LABEL and ngx:
+                            extra += ngx.driver_args()
                         results += drive(prefix, b, name, spid, mpath, extra, read_bound)
     finally:
         if args.keep:
@@ -742,6 +782,9 @@ def main(argv: list[str] | None = None) -> int:
         }
     )
     server_names = [BACKENDS[b] for b in backends] + (["orthanc"] if args.anchor else [])
+    if ngx is not None:
+        server_names.append(nginx.LABEL)
+        notes.append(nginx.NOTE)
     table, rows = summarize(results, descriptions, server_names)
     Console(width=max(160, shutil.get_terminal_size().columns)).print(table)
     for note in notes:
@@ -777,6 +820,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if pouchdb_rss is not None:
         doc["pouchdb_server_peak_rss_mb"] = pouchdb_rss.peak_mb
+    if ngx is not None:
+        doc["nginx"] = ngx.info
     info["loadavg_end"] = os.getloadavg()
     path.write_text(json.dumps(doc, indent=1))
     console.print(f"results: {path}")
@@ -809,8 +854,9 @@ def subset(m: Manifest, n: int) -> Manifest:
     return out
 
 
-def static_build(work: Path, manifest: Manifest) -> list[dict[str, Any]]:
-    """``webpacs static build`` of the STOW'd store, when the command exists."""
+def static_build(work: Path, manifest: Manifest, keep: bool = False) -> list[dict[str, Any]]:
+    """``webpacs static build`` of the STOW'd store, when the command exists; ``keep``: leave
+    the tree in ``work/static`` (the nginx column serves its documents)."""
     probe = subprocess.run(
         webpacs_cmd("static", "--help"),
         capture_output=True,
@@ -843,7 +889,8 @@ def static_build(work: Path, manifest: Manifest) -> list[dict[str, Any]]:
         res["note"] = f"tree {fig['tree_bytes'] / 1e6:.0f} MB = {ratio:.2f}x the input;" + (
             f" dedup metadata {dedup:.3f}x plain" if dedup is not None else ""
         )
-    shutil.rmtree(work / "static", ignore_errors=True)
+    if not keep or res["errors"]:
+        shutil.rmtree(work / "static", ignore_errors=True)
     return [res]
 
 

@@ -84,7 +84,11 @@ def test_runner_writes_results(manifest: Manifest, tmp_path: Path) -> None:
     doc = json.loads(path.read_text())
     assert doc["instances"] == 200
     names = {(r["workload"], r["server"]) for r in doc["results"]}
-    rounds = [r for r in doc["results"] if r["workload"] == "qido-studies-all"]
+    rounds = [
+        r
+        for r in doc["results"]
+        if r["workload"] == "qido-studies-all" and r["server"] == "webpacs"
+    ]
     assert len(rounds) == 3  # every round is kept; the table shows the median
     (row,) = [row for row in doc["summary"] if row["workload"] == "qido-studies-all"]
     assert row["webpacs"] == sorted(run._rate(r) for r in rounds)[1]
@@ -95,6 +99,37 @@ def test_runner_writes_results(manifest: Manifest, tmp_path: Path) -> None:
         if r["workload"] != "static-build" or not r["note"].startswith("skipped"):
             assert r["errors"] == 0, r
     assert any(row["workload"] == "peak-rss-mb" for row in doc["summary"])
+    _assert_nginx_column(doc, ["qido-studies-all", "wado-series-metadata-gz"], rounds=3)
+
+
+def _assert_nginx_column(doc: dict[str, Any], workloads: list[str], rounds: int) -> None:
+    """nginx served each row from files (the run checked its bytes against webpacs') and the
+    table has its figures, webpacs/nginx ratio and target."""
+    require_binary("nginx")  # after the run: without nginx it ran without the column
+    checks = doc["nginx"]["checks"]
+    assert sorted(checks) == sorted(workloads)
+    for name in workloads:
+        check = checks[name]
+        assert check["same"] and check["status"] == [200], (name, check)
+        assert check["nginx_bytes"] > 0 and check["webpacs_bytes"] > 0, (name, check)
+        done = [r for r in doc["results"] if (r["workload"], r["server"]) == (name, "nginx")]
+        assert len(done) == rounds and all(r["errors"] == 0 for r in done), done
+        assert all(r["requests"] > 0 and r["mb_per_s"] > 0 for r in done), done
+        assert all(r["check"]["status"] == 200 for r in done), done
+        (row,) = [row for row in doc["summary"] if row["workload"] == name]
+        assert row["nginx"] > 0 and row["nginx_ratio"] > 0, row
+        assert row["nginx_target"] == pytest.approx(run.nginx.TARGETS[name], abs=0.001)
+    if "wado-series-metadata-gz" in checks:  # nginx sent the tree's .gz file as it is
+        gz = checks["wado-series-metadata-gz"]
+        assert gz["nginx_wire_bytes"] < gz["nginx_bytes"] / 5, gz
+    if "wado-series" in checks:  # whole series: MB/s, nginx one stored object a request
+        (row,) = [row for row in doc["summary"] if row["workload"] == "wado-series"]
+        by = {r["server"]: r for r in doc["results"] if r["workload"] == "wado-series"}
+        mbs = by["webpacs"]["mb_per_s"] / by["nginx"]["mb_per_s"]
+        assert row["nginx_ratio"] == pytest.approx(mbs, abs=0.01)
+        assert checks["wado-series"]["nginx_bytes"] == checks["wado-series"]["webpacs_bytes"]
+    assert "sendfile on;" in doc["nginx"]["config"] and doc["nginx"]["version"]
+    assert any("nginx" in note and "same bytes" in note for note in doc["notes"])
 
 
 def test_runner_with_the_orthanc_anchor(manifest: Manifest, tmp_path: Path) -> None:
@@ -110,7 +145,7 @@ def test_runner_with_the_orthanc_anchor(manifest: Manifest, tmp_path: Path) -> N
             "--size", "small", "--cache", str(Path(manifest.root).parent), "--out", str(out),
             "--anchor", "orthanc", "--duration", "0.5", "--rounds", "1", "--connections", "2",
             "--workers", "1", "--no-import", "--qido-scale", "0",
-            "--workloads", "qido-studies-all,wado-frame",
+            "--workloads", "qido-studies-all,wado-frame,wado-series",
         ]
     )  # fmt: skip
     assert rc == 0
@@ -122,6 +157,8 @@ def test_runner_with_the_orthanc_anchor(manifest: Manifest, tmp_path: Path) -> N
         assert row["ratio"] == pytest.approx(row["webpacs"] / row["orthanc"], abs=0.01)
     assert all(r["errors"] == 0 for r in doc["results"]), doc["results"]
     assert doc["machine"]["orthanc"]
+    # the nginx column beside Orthanc's (on by default when nginx is installed)
+    _assert_nginx_column(doc, ["qido-studies-all", "wado-frame", "wado-series"], rounds=1)
 
 
 def test_subset_is_the_first_instances(manifest: Manifest) -> None:
@@ -141,6 +178,7 @@ def test_runner_couchdb_s3_beside_sqlite_files(manifest: Manifest, tmp_path: Pat
         ["--size", "small", "--cache", str(Path(manifest.root).parent), "--out", str(out),
          "--backends", "sqlite+files,couchdb+s3", "--instances", "60", "--duration", "1",
          "--connections", "2", "--workers", "1", "--no-import", "--qido-scale", "0",
+         "--no-nginx",  # the nginx column is checked by the runs above
          "--workloads", ",".join(workloads)]
     )  # fmt: skip
     assert rc == 0
@@ -178,12 +216,14 @@ def test_runner_postgresql_files_beside_sqlite_files(
         ["--size", "small", "--cache", str(Path(manifest.root).parent), "--out", str(out),
          "--backends", "sqlite+files,postgresql+files", "--instances", "60", "--duration",
          "1", "--connections", "2", "--workers", "1", "--no-import", "--qido-scale", "0",
+         "--no-nginx",  # the nginx column is checked by the runs above
          "--workloads", ",".join(workloads)]
     )  # fmt: skip
     assert rc == 0
     (path,) = out.glob("*-small-60inst-postgresql-files.json")
     doc = json.loads(path.read_text())
     assert doc["settings"]["backends"] == ["sqlite+files", "postgresql+files"]
+    assert "nginx" not in doc and all(r["server"] != "nginx" for r in doc["results"])
     by = {(r["workload"], r["server"]): r for r in doc["results"]}
     pg = "webpacs (postgresql+files)"
     assert by[("stow", pg)]["items"] == 60 and by[("stow", pg)]["errors"] == 0
@@ -241,3 +281,38 @@ def test_qido_scale_script() -> None:
     assert size["with_mb"] > size["without_mb"] > size["refs_mb"] > 0
     assert size["ratio"] > 1
     assert size["built_instances"] == 40 * 49  # 40 studies: 48 images and a SEG each
+
+
+def test_nginx_checks_compare_content() -> None:
+    """The nginx column's byte checks: multipart parts as sent, DICOM JSON equal but for
+    URLs and what only the static tree holds, and a changed value is a difference."""
+    import httpx
+
+    from bench import nginx
+    from webpacs.core.multipart import iter_multipart, multipart_content_type
+
+    bodies = [b"DICM" * 1000, b"\r\n--not-the-boundary\r\n", b""]
+    parts = [({"Content-Type": "application/dicom"}, [body]) for body in bodies]
+    sent = httpx.Response(
+        200,
+        headers={"Content-Type": multipart_content_type("application/dicom", "b0und")},
+        content=b"".join(iter_multipart(parts, "b0und")),
+    )
+    assert nginx._parts(sent) == bodies
+
+    frames = {"vr": "OW", "BulkDataURI": "http://127.0.0.1:1/dicomweb/studies/1/series/2"}
+    ours = [
+        {"00100020": {"vr": "LO", "Value": ["P1"]}, "7FE00010": frames},
+        {"00100020": {"vr": "LO", "Value": ["P2"]}, "00081190": {"vr": "UR", "Value": ["x"]}},
+    ]
+    tree = [
+        {"00100020": {"vr": "LO", "Value": ["P2"]}, "00081190": {"vr": "UR", "Value": ["../"]}},
+        {
+            "00100020": {"vr": "LO", "Value": ["P1"]},
+            "7FE00010": {"vr": "OW", "BulkDataURI": "../../series/2/frames"},
+            "00083002": {"vr": "UI", "Value": ["1.2.840.10008.1.2.1"]},
+        },
+    ]
+    assert nginx._normal(ours) == nginx._normal(tree)
+    tree[0]["00100020"]["Value"] = ["P3"]
+    assert nginx._normal(ours) != nginx._normal(tree)
