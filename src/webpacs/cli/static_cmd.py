@@ -254,6 +254,7 @@ def serve(
     from webpacs.auth import check_exposure
     from webpacs.cli.workers import scheme, tls_options
     from webpacs.errors import ConfigError
+    from webpacs.web.protocol import uvicorn_options
     from webpacs.web.static_app import create_static_app
 
     settings = settings_from(config_files, {"dataDir": data_dir})
@@ -264,7 +265,10 @@ def serve(
         raise SystemExit(str(e)) from None
     tls = settings.server.tls
     console.print(f"static DICOMweb from {root}: [bold]{scheme(tls)}://{host}:{port}/studies[/]")
-    uvicorn.run(app, host=host, port=port, log_level="warning", **tls_options(tls))
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning",
+        **uvicorn_options(settings.server), **tls_options(tls),
+    )  # fmt: skip
 
 
 @static.command("nginx-config")

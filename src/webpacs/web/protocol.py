@@ -151,6 +151,16 @@ class LimitedHTTPProtocol(HttpToolsProtocol):
         finally:
             self.app = app
 
+    def shutdown(self) -> None:
+        """The server stops: an idle TLS connection is dropped at once. (Closing it would
+        wait for the client's close_notify, up to 30 s for each client that keeps its
+        connection open, as browsers do; between requests nothing is cut short.)"""
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle and self.transport.get_extra_info("sslcontext") is not None:
+            self.transport.abort()
+            return
+        super().shutdown()
+
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         if self.sendfile:
             extensions = {**(cycle.scope.get("extensions") or {}), zerocopy.EXTENSION: {}}
