@@ -155,9 +155,6 @@ class IngestSettings:
     conflict: str = "reject"  # or "overwrite"
     bulk_threshold: int = 1024
     recompress: tuple[str, ...] = ()  # aliases of stored syntaxes to recompress to JPEG-LS lossless
-    # server processes parsing STOW-RS instances, per server worker; None = one per core
-    # (0 on one core); 0 = parse on threads of the worker (webpacs.ingest_pool)
-    prepare_processes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -329,7 +326,6 @@ for _service in SERVICES:
 _NULLABLE: dict[tuple[str, ...], type] = {
     **{(s, k): str for s in SERVICES for k in SHARED},
     ("dimse", "restrictCallingAe"): bool,
-    ("ingest", "prepareProcesses"): int,
 }
 
 

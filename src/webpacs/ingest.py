@@ -13,7 +13,7 @@ import io
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -362,9 +362,6 @@ def collect_garbage(index: Index, blobs: Blobs, garbage: list[tuple[str, str]]) 
             blobs.delete(key)
 
 
-#: ``prepare`` of a request's items (bytes, or errors passed through) for ``expected_study``.
-PrepareAll = Callable[[list[bytes | WebpacsError], str | None], list[Prepared | WebpacsError]]
-
 #: Threads preparing one request's instances: parsing holds the GIL, but hashing, writing
 #: and fsync release it, so a few threads overlap one instance's I/O with the next's parsing.
 PREPARE_THREADS = 4
@@ -379,15 +376,12 @@ def ingest_many(
     expected_study: str | None = None,
     bulk_threshold: int = DEFAULT_BULK_THRESHOLD,
     recompress: Iterable[str] = (),
-    prepare_all: PrepareAll | None = None,
 ) -> list[IngestResult | WebpacsError]:
     """Store several instances (e.g. one STOW-RS request); each gets a result or its error.
 
-    Items that are already errors are passed through. Instances are prepared by
-    ``prepare_all`` (``ingest_pool.PreparePool.prepare_all``: in parser processes, with the
-    settings' ingest options) or else on a few threads, then committed in the order given,
-    in one index batch, so a later copy of the same SOP Instance UID in one request meets
-    the earlier one as a real client would.
+    Items that are already errors are passed through. Instances are prepared on a few
+    threads, then committed in the order given, in one index batch, so a later copy of the
+    same SOP Instance UID in one request meets the earlier one as a real client would.
     """
 
     def prep(item: bytes | WebpacsError) -> Prepared | WebpacsError:
@@ -405,9 +399,7 @@ def ingest_many(
             return e
 
     items = list(items)
-    if prepare_all is not None:
-        prepared = prepare_all(items, expected_study)
-    elif len(items) > 1:
+    if len(items) > 1:
         with ThreadPoolExecutor(min(PREPARE_THREADS, len(items)), "webpacs-prepare") as pool:
             prepared = list(pool.map(prep, items))
     else:

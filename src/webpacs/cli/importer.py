@@ -8,10 +8,10 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import click
 
-from webpacs import ingest_pool
 from webpacs.cli.common import (
     UserPath,
     config_options,
@@ -21,11 +21,15 @@ from webpacs.cli.common import (
     settings_from,
     setup_logging,
 )
-from webpacs.config import Settings
+from webpacs.config import Settings, isolated
 from webpacs.errors import Conflict, WebpacsError
-from webpacs.ingest import IngestResult, Prepared, commit_many
-from webpacs.storage.base import Outcome
+from webpacs.ingest import IngestResult, Prepared, commit_many, prepare
+from webpacs.storage.base import Blobs, Outcome
 from webpacs.storage.registry import open_store
+
+_blobs: Blobs | None = None
+_threshold = 1024
+_recompress: tuple[str, ...] = ()
 
 
 def sample_paths() -> list[Path]:
@@ -54,19 +58,29 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
             raise click.BadParameter(f"{p} does not exist")
 
 
+def _init_worker(values: dict[str, Any]) -> None:
+    global _blobs, _threshold, _recompress
+    st = open_store(isolated(values))
+    _blobs = st.blobs
+    _threshold = st.bulk_threshold
+    _recompress = st.recompress
+    st.index.close()
+
+
 #: Instances committed to the index in one transaction (one sync of its log).
 IMPORT_BATCH = 64
 
 
 def _prepare(path: str) -> tuple[str, Prepared | None, str | None]:
+    assert _blobs is not None
     try:
         data = Path(path).read_bytes()
+        prepared = prepare(data, _blobs, bulk_threshold=_threshold, recompress=_recompress)
+        return path, prepared, None
+    except WebpacsError as e:
+        return path, None, str(e)
     except OSError as e:
         return path, None, f"cannot read: {e}"
-    prepared = ingest_pool.prepare_here(data, None)
-    if isinstance(prepared, WebpacsError):
-        return path, None, str(prepared)
-    return path, prepared, None
 
 
 #: Failures listed on the terminal; with more, the report file names them all.
@@ -100,9 +114,7 @@ def run_import(
         with (
             progress,
             ProcessPoolExecutor(
-                max_workers=jobs,
-                initializer=ingest_pool.init_worker,
-                initargs=(settings.values,),
+                max_workers=jobs, initializer=_init_worker, initargs=(settings.values,)
             ) as pool,
         ):
             start(len(files))

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from webpacs import __version__, ingest_pool
+from webpacs import __version__
 from webpacs.audit import AuditLog
 from webpacs.auth import Authenticator, cors_origins
 from webpacs.config import Settings
@@ -70,23 +70,14 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
 
     interval = settings.server.derive_interval
     deriver = Deriver(the_store.index, the_store.blobs, interval=interval) if interval else None
-    # parser processes open the store from the settings: not for a store given (tests' own)
-    processes = ingest_pool.default_processes(settings.ingest.prepare_processes)
-    pool = None
-    if own and processes:
-        pool = ingest_pool.PreparePool(settings.for_service("server").values, processes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if pool is not None:
-            pool.start()  # before any thread of ours: the forkserver starts clean
         if deriver is not None:
             deriver.start()
         yield
         if deriver is not None:
             deriver.stop()
-        if pool is not None:
-            pool.close()
         if proxy is not None:
             proxy.close()
         if own:
@@ -139,6 +130,5 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     app.state.store = the_store
     app.state.proxy = proxy
     app.state.deriver = deriver
-    app.state.prepare_pool = pool
     app.state.proxy_inflight = {}
     return app

@@ -137,7 +137,6 @@ def _store_all(
         expected_study=study,
         bulk_threshold=st.bulk_threshold,
         recompress=st.recompress,
-        prepare_all=pool.prepare_all if (pool := request.app.state.prepare_pool) else None,
     )
     return [r if isinstance(r, IngestResult) else _failure(r) for r in results]
 
