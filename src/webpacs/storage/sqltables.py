@@ -193,7 +193,7 @@ class Tables:
         self.refs.forget(db, rec.sop_uid)
         sqlattrs.remove(self.d, db, rec.sop_uid)
         self.refs.record(db, rec)
-        sqlattrs.add(self.d, db, rec.sop_uid, rec.series_uid, rec.study_uid, meta)
+        sqlattrs.add(self.d, db, rec.sop_uid, rec.series_uid, rec.study_uid, meta, rec.values)
         for level in (Level.SERIES, Level.STUDY):
             uid = rec.series_uid if level is Level.SERIES else rec.study_uid
             fresh = rows.summary_of(level, rec.sop_uid, now, rec.attributes, meta)

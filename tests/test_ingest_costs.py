@@ -1,5 +1,6 @@
-"""The deriver yields to ingest: a series still changing waits for its rebuild, and one
-process per data directory rebuilds (documents/deriver.py)."""
+"""What keeps ingest cheap: the deriver yields to it (a series still changing waits for its
+rebuild, one process per data directory rebuilds), and the research value entries are
+computed by prepare, outside the index's write lock."""
 
 from __future__ import annotations
 
@@ -99,3 +100,29 @@ def test_a_follower_reads_the_feed_without_rebuilding(
     finally:
         follower.stop()
         leader.stop()
+
+
+def test_value_rows_come_from_the_entries_prepare_computed(
+    store: tuple[SqliteIndex, FileBlobs],
+) -> None:
+    """``prepare`` computes the research value entries (outside the index's write lock) and
+    the commit writes exactly those."""
+    import dataclasses
+
+    import orjson
+
+    from webpacs.core import anyattr
+    from webpacs.ingest import commit_many, prepare
+
+    index, blobs = store
+    path = get_testdata_file("CT_small.dcm")
+    assert path is not None
+    p = prepare(Path(path).read_bytes(), blobs)
+    values = p.record.values
+    assert values is not None and len(values) > 10
+    assert list(values) == anyattr.entries(orjson.loads(p.record.metadata))
+    p.record = dataclasses.replace(p.record, values=values[:3])
+    [r] = commit_many(index, blobs, [p], overwrite=False)
+    assert isinstance(r, IngestResult)
+    db = index._conn()
+    assert db.execute("SELECT count(*) FROM attr_values").fetchone()[0] == 3
