@@ -4,6 +4,7 @@ computed by prepare, outside the index's write lock."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,3 +127,44 @@ def test_value_rows_come_from_the_entries_prepare_computed(
     assert isinstance(r, IngestResult)
     db = index._conn()
     assert db.execute("SELECT count(*) FROM attr_values").fetchone()[0] == 3
+
+
+def test_a_batch_counts_each_series_once_at_its_end(
+    store: tuple[SqliteIndex, FileBlobs],
+) -> None:
+    """Series and study counts are recomputed once per series of a batch (not per
+    instance), before the commit, and come out right."""
+    from pydicom import dcmread
+    from pydicom.uid import generate_uid
+
+    from webpacs.ingest import ingest_many
+
+    index, blobs = store
+    path = get_testdata_file("CT_small.dcm")
+    assert path is not None
+    ds = dcmread(path)
+    datas = []
+    for _ in range(3):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        datas.append(buf.getvalue())
+    counted: list[str] = []
+    db = index._conn()  # this thread's connection: the one ingest_many writes on
+    db.set_trace_callback(counted.append)
+    try:
+        results = ingest_many(index, blobs, datas)
+    finally:
+        db.set_trace_callback(None)
+    assert all(isinstance(r, IngestResult) for r in results)
+    recounts = [s for s in counted if s.startswith("SELECT count(*) FROM instances")]
+    assert len(recounts) == 1, recounts
+    row = db.execute(
+        "SELECT num_instances FROM series WHERE series_uid = ?", (ds.SeriesInstanceUID,)
+    ).fetchone()
+    assert row[0] == 3
+    row = db.execute(
+        "SELECT num_series, num_instances FROM studies WHERE study_uid = ?",
+        (ds.StudyInstanceUID,),
+    ).fetchone()
+    assert tuple(row) == (1, 3)
