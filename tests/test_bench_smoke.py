@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import load, run
+from bench import bulk_import, load, run
 from bench.generate import Manifest, generate
 from tests.conftest import missing, require_binary, require_npm_tool
 
@@ -122,6 +122,25 @@ def test_runner_with_the_orthanc_anchor(manifest: Manifest, tmp_path: Path) -> N
         assert row["ratio"] == pytest.approx(row["webpacs"] / row["orthanc"], abs=0.01)
     assert all(r["errors"] == 0 for r in doc["results"]), doc["results"]
     assert doc["machine"]["orthanc"]
+
+
+def test_orthanc_bulk_import_row(manifest: Manifest, tmp_path: Path) -> None:
+    """The Orthanc column of the import row: each file POSTed to a fresh Orthanc's
+    /instances (bench/bulk_import.py), every one stored."""
+    require_binary("Orthanc")
+    if not Path(run.ORTHANC_PLUGIN).exists():
+        missing(f"{run.ORTHANC_PLUGIN} is missing (Debian package orthanc-dicomweb)")
+    if os.geteuid() != 0:
+        missing("Orthanc runs in its own network namespace: ip netns needs root")
+    part = run.subset(manifest, 30)
+    mpath = tmp_path / "manifest.json"
+    mpath.write_text(part.to_json())
+    row = bulk_import.orthanc_import(
+        run.orthanc_server, run.netns_prefix, tmp_path / "orthanc", mpath, 300
+    )
+    assert (row["workload"], row["server"]) == ("import", "orthanc")
+    assert row["items"] == 30 and row["errors"] == 0 and row["requests"] == 30, row
+    assert row["items_per_s"] > 0 and row["server_cpu_s"] > 0
 
 
 def test_subset_is_the_first_instances(manifest: Manifest) -> None:
