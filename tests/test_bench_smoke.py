@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bench import load, run
+from bench import bulk_import, load, run
 from bench.generate import Manifest, generate
 from tests.conftest import missing, require_binary, require_npm_tool
 
@@ -159,6 +159,25 @@ def test_runner_with_the_orthanc_anchor(manifest: Manifest, tmp_path: Path) -> N
     assert doc["machine"]["orthanc"]
     # the nginx column beside Orthanc's (on by default when nginx is installed)
     _assert_nginx_column(doc, ["qido-studies-all", "wado-frame", "wado-series"], rounds=1)
+
+
+def test_orthanc_bulk_import_row(manifest: Manifest, tmp_path: Path) -> None:
+    """The Orthanc column of the import row: each file POSTed to a fresh Orthanc's
+    /instances (bench/bulk_import.py), every one stored."""
+    require_binary("Orthanc")
+    if not Path(run.ORTHANC_PLUGIN).exists():
+        missing(f"{run.ORTHANC_PLUGIN} is missing (Debian package orthanc-dicomweb)")
+    if os.geteuid() != 0:
+        missing("Orthanc runs in its own network namespace: ip netns needs root")
+    part = run.subset(manifest, 30)
+    mpath = tmp_path / "manifest.json"
+    mpath.write_text(part.to_json())
+    row = bulk_import.orthanc_import(
+        run.orthanc_server, run.netns_prefix, tmp_path / "orthanc", mpath, 300
+    )
+    assert (row["workload"], row["server"]) == ("import", "orthanc")
+    assert row["items"] == 30 and row["errors"] == 0 and row["requests"] == 30, row
+    assert row["items_per_s"] > 0 and row["server_cpu_s"] > 0
 
 
 def test_subset_is_the_first_instances(manifest: Manifest) -> None:

@@ -30,7 +30,7 @@ from pydicom.uid import (
 )
 
 from webpacs import duplicates
-from webpacs.core import part10
+from webpacs.core import anyattr, part10
 from webpacs.core.attributes import STORED
 from webpacs.core.dicomjson import build_metadata
 from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans, native_swap
@@ -274,6 +274,7 @@ def prepare(
         framemap=fmap.to_json(),
         received=time.time(),
         references=refs,
+        values=tuple(anyattr.entries(meta)),  # here, not under the index's write lock
     )
     return Prepared(record, notes)
 

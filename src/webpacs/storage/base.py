@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, BinaryIO, Protocol
 
+from webpacs.core.anyattr import Entry
 from webpacs.core.query import Query
 from webpacs.core.references import Reference
 
@@ -48,6 +49,9 @@ class InstanceRecord:
     #: the edges ingest extracted (``core.references``); records read back leave it empty
     #: (``Index.references`` answers)
     references: tuple[Reference, ...] = ()
+    #: every value of the metadata as the research tables keep it (``core.anyattr.entries``),
+    #: computed by ingest before the index's write lock; None: computed at the write
+    values: tuple[Entry, ...] | None = None
 
     @property
     def object_digest(self) -> str:

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from webpacs.core import anyattr
-from webpacs.core.anyattr import PathMatch, ValueTest
+from webpacs.core.anyattr import Entry, PathMatch, ValueTest
 from webpacs.core.attributes import Level
 from webpacs.core.query import Condition
 
@@ -86,9 +87,18 @@ def _postgresql(d: Dialect) -> bool:
 # --------------------------------------------------------------------------- writes
 
 
-def add(d: Dialect, db: Any, sop: str, series: str, study: str, meta: dict[str, Any]) -> None:
-    """Index every value of one instance (inside the caller's transaction)."""
-    found = anyattr.entries(meta)
+def add(
+    d: Dialect,
+    db: Any,
+    sop: str,
+    series: str,
+    study: str,
+    meta: dict[str, Any],
+    found: Sequence[Entry] | None = None,
+) -> None:
+    """Index every value of one instance (inside the caller's transaction); ``found``:
+    ``anyattr.entries(meta)`` when the caller has them already."""
+    found = anyattr.entries(meta) if found is None else found
     owner = db.execute(
         d.sql(
             "INSERT INTO attr_owners (sop_uid, series_uid, study_uid) VALUES (?, ?, ?) RETURNING id"

@@ -120,12 +120,16 @@ class SqliteIndex(TablesReads):
         if getattr(self._local, "batch", False):
             yield
             return
-        with self._write():
+        with self._write() as db:
             self._local.batch = True
+            later: set[tuple[str, str]] = set()  # series whose counts wait for the end
+            self._local.later = later
             try:
                 yield
+                TABLES.aggregates(db, later)
             finally:
                 self._local.batch = False
+                self._local.later = None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -168,7 +172,8 @@ class SqliteIndex(TablesReads):
         self, record: InstanceRecord, *, overwrite: bool
     ) -> tuple[Outcome, InstanceRecord | None]:
         with self._write() as db:
-            return TABLES.put(db, record, overwrite=overwrite)
+            later = getattr(self._local, "later", None)  # set inside a batch only
+            return TABLES.put(db, record, overwrite=overwrite, later=later)
 
     def delete(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None

@@ -160,13 +160,20 @@ class Tables:
 
     # -- writes --------------------------------------------------------------------------
     def put(
-        self, db: Db, rec: InstanceRecord, *, overwrite: bool
+        self,
+        db: Db,
+        rec: InstanceRecord,
+        *,
+        overwrite: bool,
+        later: set[tuple[str, str]] | None = None,
     ) -> tuple[Outcome, InstanceRecord | None]:
-        """``Index.put`` inside the caller's transaction."""
+        """``Index.put`` inside the caller's transaction. With ``later``, the series' and
+        study's counts are left for the caller's :meth:`aggregates` before it commits (once
+        per series of a batch, not per instance); the (study, series) is added to it."""
         meta = orjson.loads(rec.metadata)
         old = self.get(db, rec.sop_uid)
         if old is None:
-            self._add(db, rec, meta)
+            self._add(db, rec, meta, later)
             return Outcome.STORED, None
         if old.digest == rec.digest:
             return Outcome.DUPLICATE, old
@@ -176,7 +183,13 @@ class Tables:
         self._add(db, rec, meta)
         return Outcome.REPLACED, old
 
-    def _add(self, db: Db, rec: InstanceRecord, meta: dict[str, Any]) -> None:
+    def _add(
+        self,
+        db: Db,
+        rec: InstanceRecord,
+        meta: dict[str, Any],
+        later: set[tuple[str, str]] | None = None,
+    ) -> None:
         now = rec.received or time.time()
         row: dict[str, Any] = {
             "sop_uid": rec.sop_uid, "series_uid": rec.series_uid, "study_uid": rec.study_uid,
@@ -193,7 +206,7 @@ class Tables:
         self.refs.forget(db, rec.sop_uid)
         sqlattrs.remove(self.d, db, rec.sop_uid)
         self.refs.record(db, rec)
-        sqlattrs.add(self.d, db, rec.sop_uid, rec.series_uid, rec.study_uid, meta)
+        sqlattrs.add(self.d, db, rec.sop_uid, rec.series_uid, rec.study_uid, meta, rec.values)
         for level in (Level.SERIES, Level.STUDY):
             uid = rec.series_uid if level is Level.SERIES else rec.study_uid
             fresh = rows.summary_of(level, rec.sop_uid, now, rec.attributes, meta)
@@ -220,7 +233,10 @@ class Tables:
             elif replace:
                 self._update(db, level, uid, _level_row(fresh))
         self._log(db, "put", rec)
-        self._aggregates(db, rec.study_uid, rec.series_uid)
+        if later is None:
+            self._aggregates(db, rec.study_uid, rec.series_uid)
+        else:
+            later.add((rec.study_uid, rec.series_uid))
 
     def _log(self, db: Db, op: str, rec: InstanceRecord) -> None:
         if self.d.before_change:
@@ -234,6 +250,11 @@ class Tables:
         self._x(db, "UPDATE series SET version = ? WHERE series_uid = ?", (seq, rec.series_uid))
         if self.d.after_change:
             self._x(db, self.d.after_change, (str(seq),))
+
+    def aggregates(self, db: Db, pairs: set[tuple[str, str]]) -> None:
+        """The counts of the (study, series) ``pairs`` a batch of ``put(later=...)`` left."""
+        for study, series in sorted(pairs):
+            self._aggregates(db, study, series)
 
     def _aggregates(self, db: Db, study: str, series: str) -> None:
         n = self._x(db, "SELECT count(*) FROM instances WHERE series_uid = ?", (series,))

@@ -69,7 +69,11 @@ def create_app(settings: Settings, st: Store | None = None) -> Starlette:
     proxy = Proxy.from_settings(settings, the_store)
 
     interval = settings.server.derive_interval
-    deriver = Deriver(the_store.index, the_store.blobs, interval=interval) if interval else None
+    deriver = None
+    if interval:
+        # one deriver per data directory rebuilds, whatever the number of server processes
+        lock = settings.data_dir / "deriver.lock" if settings.data_dir.is_dir() else None
+        deriver = Deriver(the_store.index, the_store.blobs, interval=interval, lock_path=lock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
