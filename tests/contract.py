@@ -23,7 +23,7 @@ from tests.matching_table import BASE, EXTENSION_CASES, MATCHING_CASES, MatchCas
 from webpacs.core.attributes import Level
 from webpacs.core.query import parse_qido
 from webpacs.errors import Conflict, NotFound
-from webpacs.ingest import ingest
+from webpacs.ingest import ingest, ingest_many
 from webpacs.storage.base import Blobs, Index, Outcome
 
 
@@ -329,6 +329,75 @@ class IndexContract(ReferenceContract, AnyAttributeContract):
         everything = index.search(parse_qido(Level.INSTANCE, [("includefield", "all")])).rows[0]
         assert "00280030" in everything  # PixelSpacing, not an index column
         assert "7FE00010" not in everything  # no bulk data in query results
+
+    def test_ingest_many_decides_each_instance(self, index: Index, blobs: Blobs) -> None:
+        """One batch, one outcome per instance in order: a later copy meets the earlier
+        one (same bytes, the same data set in another encoding, other content), what was
+        deleted is stored again, and the summaries count what is stored."""
+        study, series, sop = generate_uid(), generate_uid(), generate_uid()
+        one = make_instance(
+            {"InstanceNumber": 1}, StudyInstanceUID=study, SeriesInstanceUID=series,
+            SOPInstanceUID=sop,
+        )  # fmt: skip
+        other = make_instance(
+            {"InstanceNumber": 2}, StudyInstanceUID=study, SeriesInstanceUID=series,
+            SOPInstanceUID=sop,
+        )  # fmt: skip
+        mr, mr_big = sample("MR_small.dcm"), sample("MR_small_bigendian.dcm")
+        results = ingest_many(index, blobs, [one, mr, one, other, mr_big])
+        outcomes = [r.outcome if not isinstance(r, Exception) else type(r) for r in results]
+        assert outcomes == [
+            Outcome.STORED, Outcome.STORED, Outcome.DUPLICATE, Conflict, Outcome.DUPLICATE
+        ]  # fmt: skip
+        kept = index.get(sop)
+        assert kept is not None and kept.attributes["InstanceNumber"] == "1"
+        index.delete(study)
+        again = ingest_many(index, blobs, [other])
+        assert [r.outcome for r in again if not isinstance(r, Exception)] == [Outcome.STORED]
+        (row,) = index.search(parse_qido(Level.STUDY, [("StudyInstanceUID", study)])).rows
+        assert row["00201208"]["Value"] == [1]
+
+    def test_concurrent_batches_of_one_series(self, index: Index, blobs: Blobs) -> None:
+        """Batches of one series from several threads, each also carrying one instance
+        they all share: nothing lost, that instance stored once, and the series summary
+        follows the newest instance stored, whichever writer wrote its summary last."""
+        study, series, shared = generate_uid(), generate_uid(), generate_uid()
+
+        def instance(sop: str) -> bytes:
+            return make_instance(
+                {"SeriesDescription": sop[-12:]}, StudyInstanceUID=study,
+                SeriesInstanceUID=series, SOPInstanceUID=sop,
+            )  # fmt: skip
+
+        outcomes: list[Outcome] = []
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            try:
+                for batch in range(3):
+                    items = [instance(generate_uid()) for _ in range(4)]
+                    if batch == 1:
+                        items.insert(2, instance(shared))
+                    for r in ingest_many(index, blobs, items):
+                        if isinstance(r, BaseException):
+                            raise r
+                        outcomes.append(r.outcome)
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], [repr(e) for e in errors]
+        assert outcomes.count(Outcome.DUPLICATE) == 3 and len(outcomes) == 52
+        stored = index.instances(study)
+        assert len(stored) == 49
+        newest = max(stored, key=lambda r: r.received)
+        (row,) = index.search(parse_qido(Level.SERIES, [("StudyInstanceUID", study)])).rows
+        assert row["00201209"]["Value"] == [49]
+        assert row["0008103E"]["Value"] == [newest.sop_uid[-12:]]
 
     def test_concurrent_ingest(self, index: Index, blobs: Blobs) -> None:
         study = generate_uid()

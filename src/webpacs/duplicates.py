@@ -10,8 +10,9 @@ is a conflict for the ``ingest.conflict`` policy.
 Ingest records a meaning digest per instance (``webpacs.core.meaning``) and the index
 compares digests, so the common cases (the same bytes; the same data set re-encoded by
 another sender, e.g. dcmtk's ``storescu``; another byte order or VR encoding) are decided
-by the index in its own transaction, as before. When the digests differ, :func:`put` looks
-closer before calling it a conflict, at a cost paid only then:
+by the index in its own transaction, as before. When the digests differ, :func:`put` and
+:func:`put_many` have the index look closer (``same_instance``) before it calls it a
+conflict or a replacement (``storage.base.decide``), at a cost paid only then:
 
 - a record written before meaning digests existed (its ``digest`` is the sha256 of the
   stored bytes) has its meaning computed from its stored object;
@@ -22,7 +23,8 @@ closer before calling it a conflict, at a cost paid only then:
 So a compressed copy of a stored native instance is not decoded at every ingest, only when
 it meets its native twin. With ``ingest.conflict: overwrite`` the closer look happens
 before the index write (an equivalent copy must not replace the stored one), which costs
-one index read for each instance that arrives while ``overwrite`` is set.
+one index read for each instance that arrives while ``overwrite`` is set, except on an
+index that reads what it is about to write anyway (CouchDB).
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ import pydicom
 
 from webpacs.core.dicomjson import build_metadata
 from webpacs.core.framemap import FrameMap, bulk_spans, frame_spans, native_swap
+from webpacs.errors import WebpacsError
 from webpacs.meaning import Meaning, meaning
 from webpacs.pixels.compare import same_pixels
-from webpacs.storage.base import Blobs, Index, InstanceRecord, Outcome
+from webpacs.storage.base import Blobs, Index, InstanceRecord, Outcome, PutResult
 
 log = logging.getLogger("webpacs.ingest")
 
@@ -98,11 +101,18 @@ def put(
     index: Index, blobs: Blobs, record: InstanceRecord, *, overwrite: bool
 ) -> tuple[Outcome, InstanceRecord | None]:
     """``index.put``, with "the same data set" decided by meaning (module docstring)."""
-    if overwrite:
-        current = index.get(record.sop_uid)
-        if current is not None and same_instance(blobs, current, record):
-            return Outcome.DUPLICATE, current
-    outcome, other = index.put(record, overwrite=overwrite)
-    if outcome is Outcome.CONFLICT and other is not None and same_instance(blobs, other, record):
-        return Outcome.DUPLICATE, other
-    return outcome, other
+    result = put_many(index, blobs, [record], overwrite=overwrite)[0]
+    if isinstance(result, WebpacsError):
+        raise result
+    return result
+
+
+def put_many(
+    index: Index, blobs: Blobs, records: list[InstanceRecord], *, overwrite: bool
+) -> list[PutResult]:
+    """``index.put_many``, with "the same data set" decided by meaning: one result each."""
+
+    def same(stored: InstanceRecord, incoming: InstanceRecord) -> bool:
+        return same_instance(blobs, stored, incoming)
+
+    return index.put_many(records, overwrite=overwrite, same=same)

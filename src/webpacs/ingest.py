@@ -303,6 +303,19 @@ def commit(
     inside an index batch, added to ``garbage`` as ``(sop_uid, key)`` for
     :func:`collect_garbage` once the batch is committed.
     """
+    outcome, other = duplicates.put(index, blobs, prepared.record, overwrite=overwrite)
+    return _settle(blobs, prepared, outcome, other, garbage)
+
+
+def _settle(
+    blobs: Blobs,
+    prepared: Prepared,
+    outcome: Outcome,
+    other: InstanceRecord | None,
+    garbage: list[tuple[str, str]] | None,
+) -> IngestResult:
+    """What the index decided, made final: objects no longer referenced are dropped, a
+    conflict raised, the change logged."""
     rec = prepared.record
 
     def drop(key: str) -> None:
@@ -311,7 +324,6 @@ def commit(
         else:
             garbage.append((rec.sop_uid, key))
 
-    outcome, other = duplicates.put(index, blobs, rec, overwrite=overwrite)
     details = {"sop_class_uid": rec.sop_class_uid, "sop_uid": rec.sop_uid}
     if outcome is Outcome.DUPLICATE:
         if other is not None and other.blob_key != rec.blob_key:
@@ -411,21 +423,29 @@ def ingest_many(
 def commit_many(
     index: Index, blobs: Blobs, prepared: list[Prepared | WebpacsError], *, overwrite: bool
 ) -> list[IngestResult | WebpacsError]:
-    """``commit`` each instance, in order, in one index batch (one durable commit).
+    """``commit`` each instance, in order, in one index batch (one durable commit; on
+    CouchDB one read and one ``_bulk_docs``, ``Index.put_many``).
 
     Errors among ``prepared`` are passed through; if the batch itself cannot be committed,
     every instance of it gets that error (none of them is stored).
     """
     results: list[IngestResult | WebpacsError] = []
     garbage: list[tuple[str, str]] = []
+    ready = [p for p in prepared if not isinstance(p, WebpacsError)]
     try:
         with index.batch():
+            records = [p.record for p in ready]
+            decided = iter(duplicates.put_many(index, blobs, records, overwrite=overwrite))
             for p in prepared:
                 if isinstance(p, WebpacsError):
                     results.append(p)
                     continue
+                put = next(decided)
+                if isinstance(put, WebpacsError):
+                    results.append(put)
+                    continue
                 try:
-                    results.append(commit(index, blobs, p, overwrite=overwrite, garbage=garbage))
+                    results.append(_settle(blobs, p, *put, garbage))
                 except WebpacsError as e:
                     results.append(e)
     except StorageError as e:

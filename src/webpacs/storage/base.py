@@ -15,6 +15,7 @@ from typing import Any, BinaryIO, Protocol
 from webpacs.core.anyattr import Entry
 from webpacs.core.query import Query
 from webpacs.core.references import Reference
+from webpacs.errors import WebpacsError
 
 
 class Outcome(StrEnum):
@@ -81,6 +82,54 @@ class SearchResult:
     truncated: bool = False
 
 
+#: Whether a stored record (first) holds the data set an incoming one (second) holds,
+#: asked when their digests differ (``webpacs.duplicates`` looks closer).
+SameCheck = Callable[[InstanceRecord, InstanceRecord], bool]
+#: What putting one record of several did: its outcome and the record it replaced or
+#: kept, or the error that kept it out (the other records are not affected).
+PutResult = tuple[Outcome, InstanceRecord | None] | WebpacsError
+
+
+def same_digest(stored: InstanceRecord, incoming: InstanceRecord) -> bool:
+    return stored.digest == incoming.digest
+
+
+def decide(
+    stored: InstanceRecord | None, incoming: InstanceRecord, *, overwrite: bool, same: SameCheck
+) -> Outcome:
+    """The outcome of ``incoming`` meeting what is stored under its SOP Instance UID."""
+    if stored is None:
+        return Outcome.STORED
+    if stored.digest == incoming.digest or same(stored, incoming):
+        return Outcome.DUPLICATE
+    return Outcome.REPLACED if overwrite else Outcome.CONFLICT
+
+
+def put_each(
+    index: Index, records: list[InstanceRecord], *, overwrite: bool, same: SameCheck
+) -> list[PutResult]:
+    """``Index.put_many`` for an index whose ``put`` is its own transaction: one record
+    after the other (the caller's ``batch`` groups them), each as ``decide`` has it."""
+    out: list[PutResult] = []
+    for rec in records:
+        try:
+            if overwrite:  # an equivalent copy must not replace the stored one
+                current = index.get(rec.sop_uid)
+                if (
+                    current is not None
+                    and decide(current, rec, overwrite=True, same=same) is Outcome.DUPLICATE
+                ):
+                    out.append((Outcome.DUPLICATE, current))
+                    continue
+            outcome, other = index.put(rec, overwrite=overwrite)
+            if outcome is Outcome.CONFLICT and other is not None:
+                outcome = decide(other, rec, overwrite=False, same=same)
+            out.append((outcome, other))
+        except WebpacsError as e:
+            out.append(e)
+    return out
+
+
 class Index(Protocol):
     """Records of stored instances, the QIDO queries over them, and the change feed."""
 
@@ -92,6 +141,15 @@ class Index(Protocol):
         Same SOP Instance UID with the same ``digest`` -> ``DUPLICATE`` (nothing written);
         other digest -> ``REPLACED`` when ``overwrite`` else ``CONFLICT`` (nothing written).
         """
+        ...
+
+    def put_many(
+        self, records: list[InstanceRecord], *, overwrite: bool, same: SameCheck
+    ) -> list[PutResult]:
+        """``put`` each record, in order (a later copy of a SOP Instance UID meets the
+        earlier one), with ``same`` asked before differing digests make a conflict or a
+        replacement (``decide``); one result per record. An index may write them all in
+        one call (CouchDB's ``_bulk_docs``); ``StorageError`` when the call itself fails."""
         ...
 
     def batch(self) -> AbstractContextManager[None]:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from webpacs.core.attributes import Level
 from webpacs.errors import StorageError
 from webpacs.storage import sqlschema, sqltables
-from webpacs.storage.base import InstanceRecord, Outcome
+from webpacs.storage.base import InstanceRecord, Outcome, PutResult, SameCheck, put_each
 from webpacs.storage.sqltables import Dialect, Tables, TablesReads
 
 log = logging.getLogger("webpacs.index")
@@ -174,6 +174,11 @@ class SqliteIndex(TablesReads):
         with self._write() as db:
             later = getattr(self._local, "later", None)  # set inside a batch only
             return TABLES.put(db, record, overwrite=overwrite, later=later)
+
+    def put_many(
+        self, records: list[InstanceRecord], *, overwrite: bool, same: SameCheck
+    ) -> list[PutResult]:
+        return put_each(self, records, overwrite=overwrite, same=same)
 
     def delete(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None

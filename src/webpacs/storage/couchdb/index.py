@@ -21,8 +21,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import orjson
@@ -32,9 +32,18 @@ from webpacs.core.attributes import STORED, Level
 from webpacs.core.dicomjson import project
 from webpacs.core.query import Query
 from webpacs.core.references import Reference
-from webpacs.errors import StorageError
+from webpacs.errors import StorageError, WebpacsError
 from webpacs.storage import rows
-from webpacs.storage.base import Change, InstanceRecord, Outcome, SearchResult
+from webpacs.storage.base import (
+    Change,
+    InstanceRecord,
+    Outcome,
+    PutResult,
+    SameCheck,
+    SearchResult,
+    decide,
+    same_digest,
+)
 from webpacs.storage.couchdb import attrs, bulk, design, refs
 from webpacs.storage.couchdb.http import CouchClient
 from webpacs.storage.couchdb.search import Searcher
@@ -78,6 +87,8 @@ def _pause(attempt: int) -> None:
 class CouchIndex:
     """``Index`` on one CouchDB database."""
 
+    record_of = staticmethod(_record)
+
     def __init__(
         self,
         url: str,
@@ -92,7 +103,6 @@ class CouchIndex:
             url, database, username=username, password=password, max_concurrent=max_concurrent
         )
         self._opaque: dict[int, str] = {}
-        self._pending = bulk.PendingSummaries()
         upgraded = self._ensure_database()
         self.schema_version = design.DESIGN_VERSION
         self.searcher = Searcher(self.client, allow_scan=allow_scan)
@@ -170,7 +180,7 @@ class CouchIndex:
         )
         return status != 409
 
-    def _instance_doc(self, rec: InstanceRecord, meta: dict[str, Any]) -> dict[str, Any]:
+    def instance_doc(self, rec: InstanceRecord, meta: dict[str, Any]) -> dict[str, Any]:
         uids = (rec.study_uid, rec.series_uid, rec.sop_uid)
         return {
             "_id": rec.sop_uid,
@@ -196,47 +206,38 @@ class CouchIndex:
         }
 
     # -- writes ------------------------------------------------------------------------
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        """Each new instance is its one ``PUT``; the summaries they touch are written
-        together when the batch ends (``bulk``)."""
-        if self._pending.steps is not None:  # nested: the outer batch writes them
-            yield
-            return
-        self._pending.steps = {}
-        try:
-            yield
-        finally:
-            steps, self._pending.steps = self._pending.steps, None
-            if steps:
-                bulk.flush(self, steps, _RETRIES)
+    def batch(self) -> AbstractContextManager[None]:
+        """Nothing to group: each ``put_many`` is its own two calls (``bulk``)."""
+        return nullcontext()
+
+    def put_many(
+        self, records: list[InstanceRecord], *, overwrite: bool, same: SameCheck
+    ) -> list[PutResult]:
+        return bulk.put_many(self, records, overwrite=overwrite, same=same, retries=_RETRIES)
 
     def put(
         self, record: InstanceRecord, *, overwrite: bool
     ) -> tuple[Outcome, InstanceRecord | None]:
+        result = self.put_many([record], overwrite=overwrite, same=same_digest)[0]
+        if isinstance(result, WebpacsError):
+            raise result
+        return result
+
+    def put_alone(
+        self, record: InstanceRecord, *, overwrite: bool, same: SameCheck
+    ) -> tuple[Outcome, InstanceRecord | None]:
+        """One instance, one document at a time: read, decide, write until no one else
+        wrote in between, then its summaries (``bulk`` falls back on it after a ``409``)."""
         meta = orjson.loads(record.metadata)
-        doc = self._instance_doc(record, meta)
-        if self._save(doc):  # the common case, a new instance: one call
-            if self._pending.steps is not None:  # in a batch: summaries at its end
-                self._pending.add(f"series:{record.series_uid}", (Level.SERIES, doc, meta))
-                self._pending.add(f"study:{record.study_uid}", (Level.STUDY, doc, meta))
-                return Outcome.STORED, None
-            self._summarize(Level.SERIES, doc, meta)
-            self._summarize(Level.STUDY, doc, meta)
-            return Outcome.STORED, None
-        self._flush_pending()  # what follows reads and writes summaries one by one
+        doc = self.instance_doc(record, meta)
         for attempt in range(_RETRIES):
             current = self._doc(record.sop_uid)
-            old = None
-            outcome = Outcome.STORED
+            old = _record(current) if current is not None else None
+            outcome = decide(old, record, overwrite=overwrite, same=same)
+            if outcome in (Outcome.DUPLICATE, Outcome.CONFLICT):
+                return outcome, old
             doc.pop("_rev", None)
             if current is not None:
-                old = _record(current)
-                if current["digest"] == record.digest:
-                    return Outcome.DUPLICATE, old
-                if not overwrite:
-                    return Outcome.CONFLICT, old
-                outcome = Outcome.REPLACED
                 doc["_rev"] = current["_rev"]
             if self._save(doc):
                 break
@@ -246,14 +247,8 @@ class CouchIndex:
         self._summarize(Level.SERIES, doc, meta)
         self._summarize(Level.STUDY, doc, meta)
         if old is not None and old.series_uid != record.series_uid:
-            self._after_removal([old])
+            self.after_removal([old])
         return outcome, old
-
-    def _flush_pending(self) -> None:
-        steps = self._pending.steps
-        if steps:
-            self._pending.steps = {}
-            bulk.flush(self, steps, _RETRIES)
 
     def _update(
         self, doc_id: str, change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
@@ -349,7 +344,7 @@ class CouchIndex:
             ]  # fmt: skip
             self.client.call("POST", "_bulk_docs", body={"docs": docs}, ok=(201, 202))
 
-    def _after_removal(self, removed: list[InstanceRecord]) -> None:
+    def after_removal(self, removed: list[InstanceRecord]) -> None:
         """Summaries whose representative went away follow the newest remaining instance."""
         gone = {r.sop_uid for r in removed}
         for uid in {r.series_uid for r in removed}:
@@ -372,11 +367,10 @@ class CouchIndex:
     def delete(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> list[InstanceRecord]:
-        self._flush_pending()  # this batch's summaries first: removal may follow them
         docs = self.searcher.instance_docs(study_uid, series_uid, sop_uid)
         removed = self._delete_revisions([d["_id"] for d in docs])
         if removed:
-            self._after_removal(removed)
+            self.after_removal(removed)
             self._forget_labels(removed)
         if removed and series_uid is None and sop_uid is None:
             conflicts = self.searcher.find_all({"type": "conflict", "study": study_uid})
@@ -440,11 +434,9 @@ class CouchIndex:
                 self.label_docs.forget(study, None)
 
     def add_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
-        self._flush_pending()
         return self.label_docs.add(study_uid, series_uid, label)
 
     def remove_label(self, study_uid: str, series_uid: str | None, label: str) -> bool:
-        self._flush_pending()
         return self.label_docs.remove(study_uid, series_uid, label)
 
     # -- reads ---------------------------------------------------------------------------
@@ -518,7 +510,6 @@ class CouchIndex:
         return out
 
     def search(self, query: Query) -> SearchResult:
-        self._flush_pending()
         return self.searcher.search(query, self.ref_reads)
 
     def totals(self) -> dict[str, int | None]:

@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool
 
 from webpacs.config import Settings
 from webpacs.errors import StorageError
-from webpacs.storage.base import InstanceRecord, Outcome
+from webpacs.storage.base import InstanceRecord, Outcome, PutResult, SameCheck, put_each
 from webpacs.storage.postgresql import schema
 from webpacs.storage.sqltables import Dialect, Tables, TablesReads
 
@@ -111,6 +111,11 @@ class PgIndex(TablesReads):
         self, record: InstanceRecord, *, overwrite: bool
     ) -> tuple[Outcome, InstanceRecord | None]:
         return self._run(_put, record, overwrite, lock=record.study_uid)
+
+    def put_many(
+        self, records: list[InstanceRecord], *, overwrite: bool, same: SameCheck
+    ) -> list[PutResult]:
+        return put_each(self, records, overwrite=overwrite, same=same)
 
     def delete(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
