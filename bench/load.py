@@ -281,6 +281,12 @@ def read_workloads(m: Manifest) -> list[Workload]:
             [f"studies/{st.uid}/series/{se.uid}" for st, se in series],
             {**mp_dicom, **IDENTITY},
         ),
+        Workload(
+            "wado-study",
+            f"WADO whole study ({n_study} instances, multipart DICOM)",
+            [f"studies/{st.uid}" for st in studies],
+            {**mp_dicom, **IDENTITY},
+        ),
     ]
 
 

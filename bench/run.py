@@ -75,6 +75,8 @@ TARGETS: dict[str, float] = {
     "wado-series-metadata": 50,
     "wado-series-metadata-gz": 50,
     "wado-frame": 2,
+    "wado-series": 2,  # issue 16 point 2: whole series and study, 2x Orthanc
+    "wado-study": 2,
     "wado-frame-j2k-native": 2,
     "wado-frame-jls-native": 2,
     "wado-rendered-jpeg": 2,

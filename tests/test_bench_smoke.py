@@ -126,12 +126,14 @@ def _assert_nginx_column(doc: dict[str, Any], workloads: list[str], rounds: int)
     if "wado-series-metadata-gz" in checks:  # nginx sent the tree's .gz file as it is
         gz = checks["wado-series-metadata-gz"]
         assert gz["nginx_wire_bytes"] < gz["nginx_bytes"] / 5, gz
-    if "wado-series" in checks:  # whole series: MB/s, nginx one stored object a request
-        (row,) = [row for row in doc["summary"] if row["workload"] == "wado-series"]
-        by = {r["server"]: r for r in doc["results"] if r["workload"] == "wado-series"}
+    for whole in ("wado-series", "wado-study"):  # MB/s, nginx one stored object a request
+        if whole not in checks:
+            continue
+        (row,) = [row for row in doc["summary"] if row["workload"] == whole]
+        by = {r["server"]: r for r in doc["results"] if r["workload"] == whole}
         mbs = by["webpacs"]["mb_per_s"] / by["nginx"]["mb_per_s"]
         assert row["nginx_ratio"] == pytest.approx(mbs, abs=0.01)
-        assert checks["wado-series"]["nginx_bytes"] == checks["wado-series"]["webpacs_bytes"]
+        assert checks[whole]["nginx_bytes"] == checks[whole]["webpacs_bytes"]
     assert "sendfile on;" in doc["nginx"]["config"] and doc["nginx"]["version"]
     assert any("nginx" in note and "same bytes" in note for note in doc["notes"])
 
@@ -149,20 +151,22 @@ def test_runner_with_the_orthanc_anchor(manifest: Manifest, tmp_path: Path) -> N
             "--size", "small", "--cache", str(Path(manifest.root).parent), "--out", str(out),
             "--anchor", "orthanc", "--duration", "0.5", "--rounds", "1", "--connections", "2",
             "--workers", "1", "--no-import", "--qido-scale", "0", "--instances", "60",
-            "--workloads", "qido-studies-all,wado-frame,wado-series",
+            "--workloads", "qido-studies-all,wado-frame,wado-series,wado-study",
         ]
     )  # fmt: skip
     assert rc == 0
     (path,) = out.glob("*-small-60inst-orthanc.json")
     doc = json.loads(path.read_text())
-    for name in ("stow", "qido-studies-all", "wado-frame"):
+    for name in ("stow", "qido-studies-all", "wado-frame", "wado-series", "wado-study"):
         (row,) = [row for row in doc["summary"] if row["workload"] == name]
         assert row["webpacs"] and row["orthanc"], row
         assert row["ratio"] == pytest.approx(row["webpacs"] / row["orthanc"], abs=0.01)
     assert all(r["errors"] == 0 for r in doc["results"]), doc["results"]
     assert doc["machine"]["orthanc"]
     # the nginx column beside Orthanc's (on by default when nginx is installed)
-    _assert_nginx_column(doc, ["qido-studies-all", "wado-frame", "wado-series"], rounds=1)
+    _assert_nginx_column(
+        doc, ["qido-studies-all", "wado-frame", "wado-series", "wado-study"], rounds=1
+    )
 
 
 def test_orthanc_bulk_import_row(manifest: Manifest, tmp_path: Path) -> None:
