@@ -35,7 +35,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.generate import Manifest
-from bench.load import Result, RssSampler, _children, _percentile
+from bench.load import Result, RssSampler, _children, upload_result
 
 HERE = Path(__file__).resolve().parent
 #: Concurrent connections POSTing files (Orthanc serves 50 HTTP threads by default).
@@ -80,21 +80,8 @@ def post_instances(
         for t in threads:
             t.join()
     secs = time.monotonic() - start
-    return Result(
-        workload="import",
-        server="orthanc",
-        tool=f"python (POST /instances, {connections} connections)",
-        requests=len(latencies),
-        errors=state["errors"],
-        seconds=round(secs, 2),
-        rps=round(len(latencies) / secs, 2),
-        p50_ms=round(_percentile(latencies, 50) * 1000, 1),
-        p99_ms=round(_percentile(latencies, 99) * 1000, 1),
-        mb_per_s=round(state["bytes"] / secs / 1e6, 1),
-        items=state["items"],
-        items_per_s=round(state["items"] / secs, 1),
-        peak_rss_mb=rss.peak_mb,
-    )
+    tool = f"python (POST /instances, {connections} connections)"
+    return upload_result("import", "orthanc", tool, latencies, state, secs, rss.peak_mb)
 
 
 def tree_cpu(pid: int) -> float:

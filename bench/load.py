@@ -560,10 +560,19 @@ def run_stow(
             t.join()
     secs = time.monotonic() - start
     note = "" if state["next"] >= len(batches) else f"stopped after {max_seconds:.0f} s"
+    return upload_result("stow", server, "python", latencies, state, secs, rss.peak_mb, note)
+
+
+def upload_result(
+    workload: str, server: str, tool: str, latencies: list[float], state: dict[str, Any],
+    secs: float, peak_rss_mb: float | None, note: str = "",
+) -> Result:  # fmt: skip
+    """The figures of an upload loop (STOW, Orthanc's POST /instances): ``state`` counts
+    its ``errors``, ``bytes`` and ``items`` (instances)."""
     return Result(
-        workload="stow",
+        workload=workload,
         server=server,
-        tool="python",
+        tool=tool,
         requests=len(latencies),
         errors=state["errors"],
         seconds=round(secs, 2),
@@ -573,7 +582,7 @@ def run_stow(
         mb_per_s=round(state["bytes"] / secs / 1e6, 1),
         items=state["items"],
         items_per_s=round(state["items"] / secs, 1),
-        peak_rss_mb=rss.peak_mb,
+        peak_rss_mb=peak_rss_mb,
         note=note,
     )
 
