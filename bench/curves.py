@@ -1,0 +1,218 @@
+"""Cost curves (issue 16 point 4): how a request's cost grows with the archive, and how the
+server's memory grows with the size of what it serves.
+
+    python bench/run.py --curves [--curve-sizes 10000,100000,1000000,10000000]
+        [--curve-queries 200] [--curve-study 50,5000] [--curve-multiframe-mb 50,2000]
+
+1. **QIDO p50 at N indexed instances** (each of ``--curve-sizes``), in process (the index's
+   ``search``) and over HTTP (``webpacs serve``, one worker): studies by PatientID, studies
+   by a one-month StudyDate range (``limit=100``), and the instances of a series
+   (``/studies/{s}/series/{x}/instances``, 12 a series). The index is the SQLite one built
+   from synthetic rows by ``bench/qido_scale.py`` (its ``ensure_built``), kept under
+   ``<cache>/curves/qido-<N>`` and reused by later runs.
+2. **STOW-RS instances/s into an empty store and into one holding N instances** (the
+   largest N above): the ``small`` bench dataset (200 instances of 526 KB, batches of 50,
+   ``bench/load.py``'s driver) into a fresh empty store and into a copy of the synthetic
+   index of N instances, alternating, ``--curve-rounds`` rounds each (median). The synthetic
+   store has index rows and no object files: STOW's cost is index inserts plus writing new
+   files, so what the store already holds acts through the index (README "Cost curves").
+3. **Peak memory** (``bench/curves_memory.py``): the server's process tree RSS serving study
+   metadata of studies of ``--curve-study`` instances, and storing (STOW-RS, the body
+   streamed from the file) and retrieving (the instance, every frame 100 a request, the pixel
+   data in one request) a multi-frame instance of each of ``--curve-multiframe-mb`` MB.
+
+Prints each curve and writes ``<out>/<time>-curves.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+
+from bench import curves_memory, load, qido_scale
+from bench.generate import generate
+from webpacs.core.attributes import Level
+from webpacs.core.query import parse_qido
+from webpacs.storage.sqlite import SqliteIndex
+
+QIDO_ROWS = ("studies by PatientID", "studies by date range (limit 100)", "instances of a series")
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(v.replace("_", "")) for v in text.split(",") if v.strip()]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The curve options of ``bench/run.py``."""
+    g = p.add_argument_group("cost curves (--curves: run these instead of the bench table)")
+    g.add_argument("--curves", action="store_true", help="measure the cost curves (issue 16)")
+    g.add_argument(
+        "--curve-sizes", type=_sizes, default=[10_000, 100_000],
+        help="indexed instances of each QIDO point; the largest is the full store of the STOW"
+        " curve [default: 10000,100000]",
+    )  # fmt: skip
+    g.add_argument("--curve-queries", type=int, default=200, help="queries of each kind a point")
+    g.add_argument("--curve-rounds", type=int, default=3, help="STOW rounds per store (median)")
+    g.add_argument(
+        "--curve-study", type=_sizes, default=[50, 5000],
+        help="instances of the studies whose metadata is served [default: 50,5000]",
+    )  # fmt: skip
+    g.add_argument(
+        "--curve-multiframe-mb", type=_sizes, default=[50, 2000],
+        help="sizes of the multi-frame instances stored and retrieved [default: 50,2000]",
+    )  # fmt: skip
+
+
+# -- QIDO ----------------------------------------------------------------------------
+def _series_queries(studies: int, n: int) -> list[tuple[str, str]]:
+    rnd = random.Random(17)
+    out = []
+    for _ in range(n):
+        study = f"{qido_scale.ROOT}.{rnd.randrange(studies)}"
+        out.append((study, f"{study}.{1 + rnd.randrange(qido_scale.SERIES_PER_STUDY)}"))
+    return out
+
+
+def qido_point(data: Path, instances: int, n: int) -> list[dict[str, Any]]:
+    """Build (or reuse) the index of ``instances`` in ``data``; p50/p99 of each row, in process
+    and over HTTP."""
+    studies, build_s = qido_scale.ensure_built(data, instances)
+    print(f"qido: {qido_scale.built_instances(studies):,} instances in {studies:,} studies"
+          f" (built in {build_s:.0f} s)", flush=True)  # fmt: skip
+    by_pid, by_date = (qs for _, _, qs in qido_scale.queries(studies, n)[:2])
+    series = _series_queries(studies, n)
+    rows: list[dict[str, Any]] = []
+
+    def row(name: str, where: str, times: list[float], found: int) -> None:
+        p50, p99 = qido_scale.percentiles(times)
+        rows.append({"curve": "qido", "workload": name, "where": where, "instances": instances,
+                     "built_instances": qido_scale.built_instances(studies),
+                     "build_s": round(build_s), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
+                     "mean_matches": found // len(times)})  # fmt: skip
+        print(f"  {instances:>10,}  {where:10s}  {name:34s} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
+              f"  ({found // len(times)} rows a query)", flush=True)  # fmt: skip
+
+    index = SqliteIndex(data / "index.sqlite3")
+    try:
+        work: list[tuple[str, list[Any]]] = [
+            (QIDO_ROWS[0], [parse_qido(Level.STUDY, p, max_limit=10000) for p in by_pid]),
+            (QIDO_ROWS[1], [parse_qido(Level.STUDY, p, max_limit=10000) for p in by_date]),
+            (QIDO_ROWS[2], [parse_qido(Level.INSTANCE, [], study_uid=s, series_uid=x,
+                                       max_limit=10000) for s, x in series]),
+        ]  # fmt: skip
+        for name, qs in work:
+            times, found = [], 0
+            for q in qs:
+                t0 = time.perf_counter()
+                got = index.search(q)
+                times.append(time.perf_counter() - t0)
+                found += len(got.rows)
+            row(name, "in process", times, found)
+    finally:
+        index.close()
+    paths: list[tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = [
+        (QIDO_ROWS[0], [("/studies", p) for p in by_pid]),
+        (QIDO_ROWS[1], [("/studies", p) for p in by_date]),
+        (QIDO_ROWS[2], [(f"/studies/{s}/series/{x}/instances", []) for s, x in series]),
+    ]
+    with qido_scale.server(data) as base, httpx.Client(base_url=base, timeout=60) as client:
+        for name, reqs in paths:
+            times, found = [], 0
+            for path, params in reqs:
+                t0 = time.perf_counter()
+                r = client.get(path, params=params)
+                times.append(time.perf_counter() - t0)
+                r.raise_for_status()
+                found += len(r.json()) if r.status_code == 200 else 0
+            row(name, "over HTTP", times, found)
+    return rows
+
+
+# -- STOW into an empty and a full store -----------------------------------------------
+def stow_curve(
+    full: Path, instances: int, files: list[Path], rounds: int, work: Path
+) -> list[dict[str, Any]]:
+    """STOW ``files`` into a fresh empty store and into a copy of the store ``full``
+    (``instances`` synthetic instances), alternating; a row per round and store."""
+    from bench import run
+
+    rows: list[dict[str, Any]] = []
+    for k in range(rounds):
+        order = [0, instances] if k % 2 == 0 else [instances, 0]
+        for held in order:
+            data = work / f"stow-{held}-{k}"
+            data.mkdir(parents=True)
+            if held:
+                shutil.copyfile(full / "index.sqlite3", data / "index.sqlite3")
+            with run.webpacs_server(data, 2, work / f"stow-{held}-{k}.log") as (base, pid):
+                res = load.run_stow(base, "webpacs", files, pid=pid, max_seconds=600)
+            shutil.rmtree(data, ignore_errors=True)
+            rows.append({"curve": "stow", "held": held, "round": k + 1, "items": res.items,
+                         "errors": res.errors, "seconds": res.seconds,
+                         "items_per_s": res.items_per_s, "p50_ms": res.p50_ms,
+                         "peak_rss_mb": res.peak_rss_mb})  # fmt: skip
+            print(f"  stow into a store holding {held:>10,}: {res.items_per_s:7.1f} instances/s"
+                  f" ({res.items} in {res.seconds} s, {res.errors} errors,"
+                  f" round {k + 1}/{rounds})", flush=True)  # fmt: skip
+    return rows
+
+
+def stow_medians(rows: list[dict[str, Any]]) -> dict[int, float]:
+    """Held instances -> the median instances/s of its rounds."""
+    by: dict[int, list[float]] = {}
+    for r in rows:
+        if r["curve"] == "stow":
+            by.setdefault(r["held"], []).append(r["items_per_s"])
+    return {held: statistics.median(v) for held, v in by.items()}
+
+
+# -- the run ---------------------------------------------------------------------------
+def run_curves(args: argparse.Namespace, machine: dict[str, Any]) -> Path:
+    """Every curve; writes and returns the results JSON."""
+    started = dt.datetime.now(dt.UTC)
+    cache: Path = args.cache / "curves"
+    cache.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="webpacs-curves-"))
+    sizes = sorted(set(args.curve_sizes))
+    rows: list[dict[str, Any]] = []
+    try:
+        for n in sizes:
+            rows += qido_point(cache / f"qido-{n}", n, args.curve_queries)
+        files = generate("small", args.cache, quiet=True).files()
+        print(f"stow: {len(files)} instances, empty store vs {sizes[-1]:,}", flush=True)
+        rows += stow_curve(cache / f"qido-{sizes[-1]}", sizes[-1], files, args.curve_rounds, work)
+        rows += curves_memory.study_metadata_curve(args.curve_study, cache, work)
+        rows += curves_memory.multiframe_curve(args.curve_multiframe_mb, cache, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    machine["loadavg_end"] = os.getloadavg()
+    doc = {
+        "started": started.isoformat(),
+        "settings": {
+            "sizes": sizes, "queries": args.curve_queries, "rounds": args.curve_rounds,
+            "study": args.curve_study, "multiframe_mb": args.curve_multiframe_mb,
+        },
+        "machine": machine,
+        "stow_medians": {str(k): v for k, v in stow_medians(rows).items()},
+        "curves": rows,
+    }  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    path: Path = args.out / f"{started.strftime('%Y%m%dT%H%M%SZ')}-curves.json"
+    path.write_text(json.dumps(doc, indent=1))
+    print(f"results: {path}")
+    return path
