@@ -27,7 +27,9 @@ Prints each curve and writes ``<out>/<time>-curves.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import random
@@ -36,6 +38,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +51,7 @@ import httpx
 from bench import curves_memory, load, qido_scale
 from bench.generate import generate
 from webpacs.core.attributes import Level
-from webpacs.core.query import parse_qido
+from webpacs.core.query import Query, parse_qido
 from webpacs.storage.sqlite import SqliteIndex
 
 QIDO_ROWS = ("studies by PatientID", "studies by date range (limit 100)", "instances of a series")
@@ -69,6 +73,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--curve-queries", type=int, default=200, help="queries of each kind a point")
     g.add_argument("--curve-rounds", type=int, default=3, help="STOW rounds per store (median)")
     g.add_argument(
+        "--curve-stow-instances", type=int, default=None,
+        help="STOW only the first N instances of the small dataset [default: all 200]",
+    )  # fmt: skip
+    g.add_argument(
         "--curve-study", type=_sizes, default=[50, 5000],
         help="instances of the studies whose metadata is served [default: 50,5000]",
     )  # fmt: skip
@@ -88,58 +96,91 @@ def _series_queries(studies: int, n: int) -> list[tuple[str, str]]:
     return out
 
 
-def qido_point(data: Path, instances: int, n: int) -> list[dict[str, Any]]:
-    """Build (or reuse) the index of ``instances`` in ``data``; p50/p99 of each row, in process
-    and over HTTP."""
+@dataclass
+class _Point:
+    """One size of the QIDO curve: its index and its queries, as a Query and as a request."""
+
+    instances: int
+    data: Path
+    studies: int
+    build_s: float
+    queries: dict[str, list[Query]]
+    requests: dict[str, list[tuple[str, list[tuple[str, str]]]]]
+
+
+def _point(data: Path, instances: int, n: int) -> _Point:
     studies, build_s = qido_scale.ensure_built(data, instances)
     print(f"qido: {qido_scale.built_instances(studies):,} instances in {studies:,} studies"
           f" (built in {build_s:.0f} s)", flush=True)  # fmt: skip
     by_pid, by_date = (qs for _, _, qs in qido_scale.queries(studies, n)[:2])
     series = _series_queries(studies, n)
+    return _Point(
+        instances, data, studies, build_s,
+        {QIDO_ROWS[0]: [parse_qido(Level.STUDY, p, max_limit=10000) for p in by_pid],
+         QIDO_ROWS[1]: [parse_qido(Level.STUDY, p, max_limit=10000) for p in by_date],
+         QIDO_ROWS[2]: [parse_qido(Level.INSTANCE, [], study_uid=s, series_uid=x,
+                                   max_limit=10000) for s, x in series]},
+        {QIDO_ROWS[0]: [("/studies", p) for p in by_pid],
+         QIDO_ROWS[1]: [("/studies", p) for p in by_date],
+         QIDO_ROWS[2]: [(f"/studies/{s}/series/{x}/instances", []) for s, x in series]},
+    )  # fmt: skip
+
+
+def _qido_row(pt: _Point, name: str, where: str, times: list[float], matches: float
+              ) -> dict[str, Any]:  # fmt: skip
+    p50, p99 = qido_scale.percentiles(times)
+    print(f"  {pt.instances:>10,}  {where:10s}  {name:34s} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
+          f"  ({matches:.1f} rows a query)", flush=True)  # fmt: skip
+    return {"curve": "qido", "workload": name, "where": where, "instances": pt.instances,
+            "built_instances": qido_scale.built_instances(pt.studies),
+            "build_s": round(pt.build_s), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
+            "mean_matches": round(matches, 1)}  # fmt: skip
+
+
+def qido_curve(sizes: list[int], cache: Path, n: int) -> list[dict[str, Any]]:
+    """Build (or reuse) the index of each size; then p50/p99 of each row at each size, in
+    process and over HTTP (a server per size, all up at once). The sizes take turns query
+    by query, so that the machine's other load falls on every point alike."""
+    points = [_point(cache / f"qido-{k}", k, n) for k in sizes]
     rows: list[dict[str, Any]] = []
 
-    def row(name: str, where: str, times: list[float], found: int) -> None:
-        p50, p99 = qido_scale.percentiles(times)
-        rows.append({"curve": "qido", "workload": name, "where": where, "instances": instances,
-                     "built_instances": qido_scale.built_instances(studies),
-                     "build_s": round(build_s), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2),
-                     "mean_matches": found // len(times)})  # fmt: skip
-        print(f"  {instances:>10,}  {where:10s}  {name:34s} p50 {p50:7.2f} ms  p99 {p99:7.2f} ms"
-              f"  ({found // len(times)} rows a query)", flush=True)  # fmt: skip
+    def turns(name: str, where: str, fn: Callable[[int, int], int]) -> None:
+        times: list[list[float]] = [[] for _ in points]
+        found = [0] * len(points)
+        for i in range(n):
+            order = range(len(points)) if i % 2 == 0 else reversed(range(len(points)))
+            for j in order:
+                t0 = time.perf_counter()
+                found[j] += fn(j, i)
+                times[j].append(time.perf_counter() - t0)
+        for j, pt in enumerate(points):
+            rows.append(_qido_row(pt, name, where, times[j], found[j] / n))
 
-    index = SqliteIndex(data / "index.sqlite3")
+    indexes = [SqliteIndex(pt.data / "index.sqlite3") for pt in points]
     try:
-        work: list[tuple[str, list[Any]]] = [
-            (QIDO_ROWS[0], [parse_qido(Level.STUDY, p, max_limit=10000) for p in by_pid]),
-            (QIDO_ROWS[1], [parse_qido(Level.STUDY, p, max_limit=10000) for p in by_date]),
-            (QIDO_ROWS[2], [parse_qido(Level.INSTANCE, [], study_uid=s, series_uid=x,
-                                       max_limit=10000) for s, x in series]),
-        ]  # fmt: skip
-        for name, qs in work:
-            times, found = [], 0
-            for q in qs:
-                t0 = time.perf_counter()
-                got = index.search(q)
-                times.append(time.perf_counter() - t0)
-                found += len(got.rows)
-            row(name, "in process", times, found)
+        for name in QIDO_ROWS:
+            turns(
+                name,
+                "in process",
+                lambda j, i, name=name: len(indexes[j].search(points[j].queries[name][i]).rows),
+            )
     finally:
-        index.close()
-    paths: list[tuple[str, list[tuple[str, list[tuple[str, str]]]]]] = [
-        (QIDO_ROWS[0], [("/studies", p) for p in by_pid]),
-        (QIDO_ROWS[1], [("/studies", p) for p in by_date]),
-        (QIDO_ROWS[2], [(f"/studies/{s}/series/{x}/instances", []) for s, x in series]),
-    ]
-    with qido_scale.server(data) as base, httpx.Client(base_url=base, timeout=60) as client:
-        for name, reqs in paths:
-            times, found = [], 0
-            for path, params in reqs:
-                t0 = time.perf_counter()
-                r = client.get(path, params=params)
-                times.append(time.perf_counter() - t0)
-                r.raise_for_status()
-                found += len(r.json()) if r.status_code == 200 else 0
-            row(name, "over HTTP", times, found)
+        for index in indexes:
+            index.close()
+    with contextlib.ExitStack() as stack:
+        clients = []
+        for pt in points:
+            base = stack.enter_context(qido_scale.server(pt.data))
+            clients.append(stack.enter_context(httpx.Client(base_url=base, timeout=60)))
+
+        def get(j: int, i: int, name: str) -> int:
+            path, params = points[j].requests[name][i]
+            r = clients[j].get(path, params=params)
+            r.raise_for_status()
+            return len(r.json()) if r.status_code == 200 else 0
+
+        for name in QIDO_ROWS:
+            turns(name, "over HTTP", functools.partial(get, name=name))
     return rows
 
 
@@ -191,9 +232,8 @@ def run_curves(args: argparse.Namespace, machine: dict[str, Any]) -> Path:
     sizes = sorted(set(args.curve_sizes))
     rows: list[dict[str, Any]] = []
     try:
-        for n in sizes:
-            rows += qido_point(cache / f"qido-{n}", n, args.curve_queries)
-        files = generate("small", args.cache, quiet=True).files()
+        rows += qido_curve(sizes, cache, args.curve_queries)
+        files = generate("small", args.cache, quiet=True).files()[: args.curve_stow_instances]
         print(f"stow: {len(files)} instances, empty store vs {sizes[-1]:,}", flush=True)
         rows += stow_curve(cache / f"qido-{sizes[-1]}", sizes[-1], files, args.curve_rounds, work)
         rows += curves_memory.study_metadata_curve(args.curve_study, cache, work)

@@ -11,9 +11,11 @@ of what one request serves or stores.
   request body streamed from the file, then retrieved as the instance, as every frame (100
   a request) and as its pixel data in one request (``bulkdata/7FE00010``).
 
-Each operation runs on a fresh ``webpacs serve`` (one worker, DICOMweb only) over the same
-data directory, so a peak is not an earlier request's leftover; the RSS is sampled every
-20 ms (``bench/load.py``'s ``RssSampler``) and reported with the server's idle RSS.
+Each study and each STOW runs on a fresh ``webpacs serve`` (one worker, DICOMweb only), the
+reads of a multi-frame instance on another, in the order above (what one request needs
+grows down the list; Python hands large buffers back to the system when freed, so a peak
+is not an earlier request's leftover); the RSS is sampled every 20 ms (``bench/load.py``'s
+``RssSampler``) and reported with the server's idle RSS.
 The generated files stay in ``<cache>/curves`` (git-ignored), reused while their size
 matches.
 """
@@ -166,9 +168,9 @@ def _study_point(k: int, cache: Path, work: Path) -> list[dict[str, Any]]:
     )  # fmt: skip
     rows = []
     try:
-        for enc in ("gzip", "identity"):
-            headers = {"Accept": "application/dicom+json", "Accept-Encoding": enc}
-            with _server(data, work / f"study-{k}-{enc}.log") as (base, pid, idle):
+        with _server(data, work / f"study-{k}.log") as (base, pid, idle):
+            for enc in ("gzip", "identity"):
+                headers = {"Accept": "application/dicom+json", "Accept-Encoding": enc}
                 get = functools.partial(_download, base, f"/studies/{study}/metadata", headers)
                 for i in range(2):
                     peak, moved, secs = _peak(pid, get)
@@ -232,12 +234,13 @@ def _multiframe_point(mb: int, cache: Path, work: Path) -> list[dict[str, Any]]:
          functools.partial(_downloads, [f"{inst}/bulkdata/7FE00010"], octets)),
     ]  # fmt: skip
     rows = []
+    size = round(frames * FRAME_BYTES / 1e6)
     try:
-        for i, (op, fn) in enumerate(ops):
+        for i, group in enumerate((ops[:1], ops[1:])):  # STOW; then the reads, on a new server
             with _server(data, work / f"mf-{frames}-{i}.log") as (base, pid, idle):
-                peak, moved, secs = _peak(pid, functools.partial(fn, base))
-            size = round(frames * FRAME_BYTES / 1e6)
-            rows.append(_row("multiframe", op, size, idle, peak, moved, secs))
+                for op, fn in group:
+                    peak, moved, secs = _peak(pid, functools.partial(fn, base))
+                    rows.append(_row("multiframe", op, size, idle, peak, moved, secs))
     finally:
         shutil.rmtree(data, ignore_errors=True)
     return rows
