@@ -200,6 +200,7 @@ def stow_curve(
             data.mkdir(parents=True)
             if held:
                 shutil.copyfile(full / "index.sqlite3", data / "index.sqlite3")
+            os.sync()  # the copy's dirty pages would be written during the STOW's fsyncs
             with run.webpacs_server(data, 2, work / f"stow-{held}-{k}.log") as (base, pid):
                 res = load.run_stow(base, "webpacs", files, pid=pid, max_seconds=600)
             shutil.rmtree(data, ignore_errors=True)
