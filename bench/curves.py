@@ -202,24 +202,46 @@ def stow_curve(
                 shutil.copyfile(full / "index.sqlite3", data / "index.sqlite3")
             os.sync()  # the copy's dirty pages would be written during the STOW's fsyncs
             with run.webpacs_server(data, 2, work / f"stow-{held}-{k}.log") as (base, pid):
+                cpu0 = tree_cpu_seconds(pid)
                 res = load.run_stow(base, "webpacs", files, pid=pid, max_seconds=600)
+                cpu_ms = (tree_cpu_seconds(pid) - cpu0) * 1000 / max(1, res.items)
             shutil.rmtree(data, ignore_errors=True)
             rows.append({"curve": "stow", "held": held, "round": k + 1, "items": res.items,
                          "errors": res.errors, "seconds": res.seconds,
                          "items_per_s": res.items_per_s, "p50_ms": res.p50_ms,
-                         "peak_rss_mb": res.peak_rss_mb})  # fmt: skip
+                         "peak_rss_mb": res.peak_rss_mb,
+                         "server_cpu_ms_per_instance": round(cpu_ms, 2)})  # fmt: skip
             print(f"  stow into a store holding {held:>10,}: {res.items_per_s:7.1f} instances/s"
-                  f" ({res.items} in {res.seconds} s, {res.errors} errors,"
+                  f" ({res.items} in {res.seconds} s, {res.errors} errors; server CPU"
+                  f" {cpu_ms:.1f} ms an instance;"
                   f" round {k + 1}/{rounds})", flush=True)  # fmt: skip
     return rows
 
 
-def stow_medians(rows: list[dict[str, Any]]) -> dict[int, float]:
-    """Held instances -> the median instances/s of its rounds."""
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` and its descendants (seconds): less sensitive to
+    the machine's other load than wall time."""
+    kids = load._children()
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo += kids.get(p, [])
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def stow_medians(rows: list[dict[str, Any]], key: str = "items_per_s") -> dict[int, float]:
+    """Held instances -> the median ``key`` (instances/s) of its rounds."""
     by: dict[int, list[float]] = {}
     for r in rows:
         if r["curve"] == "stow":
-            by.setdefault(r["held"], []).append(r["items_per_s"])
+            by.setdefault(r["held"], []).append(r[key])
     return {held: statistics.median(v) for held, v in by.items()}
 
 
@@ -250,6 +272,9 @@ def run_curves(args: argparse.Namespace, machine: dict[str, Any]) -> Path:
         },
         "machine": machine,
         "stow_medians": {str(k): v for k, v in stow_medians(rows).items()},
+        "stow_cpu_medians": {
+            str(k): v for k, v in stow_medians(rows, "server_cpu_ms_per_instance").items()
+        },
         "curves": rows,
     }  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)

@@ -270,6 +270,7 @@ def test_runner_cost_curves(manifest: Manifest, tmp_path: Path) -> None:
     assert sorted(r["held"] for r in stow) == [0, 3000]
     assert all(r["items"] == 50 and r["errors"] == 0 and r["items_per_s"] > 0 for r in stow)
     assert set(doc["stow_medians"]) == {"0", "3000"}
+    assert all(r["server_cpu_ms_per_instance"] > 0 for r in stow)  # the server did the work
     meta = [r for r in rows if r["curve"] == "study-metadata"]
     assert len(meta) == 4 and all(r["peak_rss_mb"] >= r["idle_rss_mb"] > 0 for r in meta)
     assert all(r["bytes"] > 0 for r in meta)
