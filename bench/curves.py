@@ -2,7 +2,7 @@
 server's memory grows with the size of what it serves.
 
     python bench/run.py --curves [--curve-sizes 10000,100000,1000000,10000000]
-        [--curve-queries 200] [--curve-study 50,5000] [--curve-multiframe-mb 50,2000]
+        [--curve-queries 200] [--curve-study 50,500,5000] [--curve-multiframe-mb 50,500,2000]
 
 1. **QIDO p50 at N indexed instances** (each of ``--curve-sizes``), in process (the index's
    ``search``) and over HTTP (``webpacs serve``, one worker): studies by PatientID, studies
@@ -77,12 +77,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="STOW only the first N instances of the small dataset [default: all 200]",
     )  # fmt: skip
     g.add_argument(
-        "--curve-study", type=_sizes, default=[50, 5000],
-        help="instances of the studies whose metadata is served [default: 50,5000]",
+        "--curve-study", type=_sizes, default=[50, 500, 5000],
+        help="instances of the studies whose metadata is served [default: 50,500,5000]",
     )  # fmt: skip
     g.add_argument(
-        "--curve-multiframe-mb", type=_sizes, default=[50, 2000],
-        help="sizes of the multi-frame instances stored and retrieved [default: 50,2000]",
+        "--curve-multiframe-mb", type=_sizes, default=[50, 500, 2000],
+        help="sizes of the multi-frame instances stored and retrieved [default: 50,500,2000]",
     )  # fmt: skip
 
 
