@@ -73,6 +73,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--curve-queries", type=int, default=200, help="queries of each kind a point")
     g.add_argument("--curve-rounds", type=int, default=3, help="STOW rounds per store (median)")
     g.add_argument(
+        "--curve-stow-held", type=int, default=None,
+        help="instances the full store of the STOW curve holds, one of --curve-sizes"
+        " [default: the largest; 0: no STOW curve]",
+    )  # fmt: skip
+    g.add_argument(
         "--curve-stow-instances", type=int, default=None,
         help="STOW only the first N instances of the small dataset [default: all 200]",
     )  # fmt: skip
@@ -253,12 +258,16 @@ def run_curves(args: argparse.Namespace, machine: dict[str, Any]) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="webpacs-curves-"))
     sizes = sorted(set(args.curve_sizes))
+    if args.curve_stow_held and args.curve_stow_held not in sizes:
+        raise SystemExit(f"--curve-stow-held {args.curve_stow_held} is not one of --curve-sizes")
     rows: list[dict[str, Any]] = []
     try:
         rows += qido_curve(sizes, cache, args.curve_queries)
-        files = generate("small", args.cache, quiet=True).files()[: args.curve_stow_instances]
-        print(f"stow: {len(files)} instances, empty store vs {sizes[-1]:,}", flush=True)
-        rows += stow_curve(cache / f"qido-{sizes[-1]}", sizes[-1], files, args.curve_rounds, work)
+        held = sizes[-1] if args.curve_stow_held is None else args.curve_stow_held
+        if held:
+            files = generate("small", args.cache, quiet=True).files()[: args.curve_stow_instances]
+            print(f"stow: {len(files)} instances, empty store vs {held:,}", flush=True)
+            rows += stow_curve(cache / f"qido-{held}", held, files, args.curve_rounds, work)
         rows += curves_memory.study_metadata_curve(args.curve_study, cache, work)
         rows += curves_memory.multiframe_curve(args.curve_multiframe_mb, cache, work)
     finally:
