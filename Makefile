@@ -17,6 +17,7 @@ help:
 	@echo "make test   - install test dependencies and run the whole suite"
 	@echo "make fuzz   - fuzz the parsers of untrusted bytes longer (hypothesis, then atheris; FUZZ_SECONDS)"
 	@echo "make bench  - run the benchmarks under bench/ (ANCHOR=orthanc, BACKENDS=sqlite+files,couchdb+s3,postgresql+files, NGINX=0)"
+	@echo "             CURVES=1 [CURVE_SIZES=10000,100000,1000000]: the cost curves instead (bench/curves.py)"
 	@echo "make lint   - ruff check, ruff format --check, mypy"
 	@echo "make viewer - fetch OHIF 3 (npm @ohif/app) for the viewer that webpacs serve hosts at /viewer/"
 
@@ -109,7 +110,8 @@ fuzz: $(STAMP)
 bench: $(STAMP) $(if $(findstring couchdb,$(BACKENDS)),$(NPM_STAMP),)
 	$(BIN)/python bench/run.py $(if $(ANCHOR),--anchor $(ANCHOR),) $(if $(SIZE),--size $(SIZE),) \
 		$(if $(BACKENDS),--backends $(BACKENDS),) $(if $(INSTANCES),--instances $(INSTANCES),) \
-		$(if $(filter 0,$(NGINX)),--no-nginx,)
+		$(if $(filter 0,$(NGINX)),--no-nginx,) \
+		$(if $(CURVES),--curves,) $(if $(CURVE_SIZES),--curve-sizes $(CURVE_SIZES),)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

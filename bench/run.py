@@ -2,6 +2,7 @@
 
     python bench/run.py [--size small|standard] [--anchor orthanc] [--duration 10]
         [--backends sqlite+files,couchdb+s3,postgresql+files] [--instances N]
+    python bench/run.py --curves [--curve-sizes 10000,100000,...]   (bench/curves.py)
 
 1. generates (or reuses) the dataset (``bench/generate.py``);
 2. starts ``webpacs serve`` on a fresh embedded store (127.0.0.1, a free port) and, with
@@ -53,7 +54,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from bench import bulk_import, load, nginx, postgres, qido_scale
+from bench import bulk_import, curves, load, nginx, postgres, qido_scale
 from bench.generate import SIZES, Manifest, SeriesInfo, StudyInfo, generate
 
 HERE = Path(__file__).resolve().parent
@@ -620,7 +621,11 @@ def main(argv: list[str] | None = None) -> int:
         help="synthetic index rows for the QIDO-at-scale rows [standard: 1000000, small: 20000;"
         " 0 = skip]",
     )
+    curves.add_arguments(p)
     args = p.parse_args(argv)
+    if args.curves:  # the cost curves instead of the table (bench/curves.py)
+        curves.run_curves(args, machine())
+        return 0
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:

@@ -343,3 +343,48 @@ def test_nginx_checks_compare_content() -> None:
     assert nginx._normal(ours) == nginx._normal(tree)
     tree[0]["00100020"]["Value"] = ["P3"]
     assert nginx._normal(ours) != nginx._normal(tree)
+
+
+def test_runner_cost_curves(manifest: Manifest, tmp_path: Path) -> None:
+    """``bench/run.py --curves`` with tiny sizes: every curve present, with figures."""
+    out = tmp_path / "results"
+    rc = run.main(
+        ["--curves", "--cache", str(Path(manifest.root).parent), "--out", str(out),
+         "--curve-sizes", "1000,3000", "--curve-queries", "5", "--curve-rounds", "1",
+         "--curve-stow-instances", "50", "--curve-study", "30", "--curve-multiframe-mb", "50"]
+    )  # fmt: skip
+    assert rc == 0
+    (path,) = out.glob("*-curves.json")
+    doc = json.loads(path.read_text())
+    rows = doc["curves"]
+    qido = {(r["workload"], r["where"], r["instances"]): r for r in rows if r["curve"] == "qido"}
+    from bench import curves
+
+    for name in curves.QIDO_ROWS:
+        for where in ("in process", "over HTTP"):
+            for n in (1000, 3000):
+                r = qido[(name, where, n)]
+                assert 0 < r["p50_ms"] <= r["p99_ms"], r
+    series = [r for r in qido.values() if r["workload"] == "instances of a series"]
+    assert all(r["mean_matches"] == 12 for r in series), series  # 48 images in 4 series
+    assert all(r["mean_matches"] == 1 for r in qido.values() if "PatientID" in r["workload"])
+    stow = [r for r in rows if r["curve"] == "stow"]
+    assert sorted(r["held"] for r in stow) == [0, 3000]
+    assert all(r["items"] == 50 and r["errors"] == 0 and r["items_per_s"] > 0 for r in stow)
+    assert set(doc["stow_medians"]) == {"0", "3000"}
+    assert all(r["server_cpu_ms_per_instance"] > 0 for r in stow)  # the server did the work
+    meta = [r for r in rows if r["curve"] == "study-metadata"]
+    assert len(meta) == 4 and all(r["peak_rss_mb"] >= r["idle_rss_mb"] > 0 for r in meta)
+    assert all(r["bytes"] > 0 for r in meta)
+    mf = {r["op"].split(" (")[0]: r for r in rows if r["curve"] == "multiframe"}
+    assert set(mf) == {
+        "STOW-RS",
+        "GET instance",
+        "GET frames, 100 a request",
+        "GET bulkdata 7FE00010",
+    }
+    assert all(r["size"] == 50 and r["peak_rss_mb"] > r["idle_rss_mb"] > 0 for r in mf.values())
+    pixels = (50_000_000 // (512 * 512 * 2)) * 512 * 512 * 2
+    assert mf["STOW-RS"]["bytes"] > pixels and mf["GET instance"]["bytes"] > pixels
+    assert mf["GET frames, 100 a request"]["bytes"] > pixels
+    assert doc["machine"]["webpacs_commit"] and len(doc["machine"]["loadavg_end"]) == 3
