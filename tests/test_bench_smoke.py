@@ -383,7 +383,8 @@ def test_runner_cost_curves(manifest: Manifest, tmp_path: Path) -> None:
         "GET frames, 100 a request",
         "GET bulkdata 7FE00010",
     }
-    assert all(r["size"] == 50 and r["peak_rss_mb"] > r["idle_rss_mb"] > 0 for r in mf.values())
+    # (sent by sendfile, a retrieve may not raise the peak above idle at all)
+    assert all(r["size"] == 50 and r["peak_rss_mb"] >= r["idle_rss_mb"] > 0 for r in mf.values())
     pixels = (50_000_000 // (512 * 512 * 2)) * 512 * 512 * 2
     assert mf["STOW-RS"]["bytes"] > pixels and mf["GET instance"]["bytes"] > pixels
     assert mf["GET frames, 100 a request"]["bytes"] > pixels

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
+import zlib
 
 from webpacs.core.dicomjson import join_array, render
 from webpacs.documents.series_store import prefix, series_document
@@ -70,13 +71,16 @@ def study_metadata_gz(index: Index, blobs: Blobs, study: str, base_url: str) -> 
         return blobs.get(key), etag
     except NotFound:
         pass
-    parts = []
+    # compressed series by series: the build holds one series' document, not the study's
+    gz = zlib.compressobj(6, zlib.DEFLATED, 31)  # a gzip stream (mtime 0)
+    out, sep = [gz.compress(b"[")], b""
     for series in series_uids:
         data, _ = series_metadata(index, blobs, study, series, base_url)
         inner = data.strip()[1:-1].strip()
         if inner:
-            parts.append(inner)
-    body = gzip.compress(b"[" + b",".join(parts) + b"]", compresslevel=6, mtime=0)
+            out += [gz.compress(sep), gz.compress(inner)]
+            sep = b","
+    body = b"".join([*out, gz.compress(b"]"), gz.flush()])
     blobs.put(key, body)
     for old in list(blobs.keys(f"derived/{study}/study-")):
         if f"/study-{tag}-" not in old:
