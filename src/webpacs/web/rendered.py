@@ -28,7 +28,12 @@ from webpacs.core.media import Representation, negotiate
 from webpacs.core.multipart import iter_multipart, multipart_content_type, new_boundary
 from webpacs.errors import InvalidRequest, NotFound, WebpacsError
 from webpacs.pixels import render as rd
-from webpacs.pixels.frames import decode_frame, frame_count, parse_frame_numbers
+from webpacs.pixels.frames import (
+    check_frame_number,
+    decode_frame,
+    frame_count,
+    parse_frame_numbers,
+)
 from webpacs.storage import presence
 from webpacs.storage.base import Blobs, InstanceRecord
 from webpacs.web.common import path_uids, store, threaded
@@ -122,8 +127,11 @@ def rendering_from_wado_uri(q: QueryParams, media_type: str) -> rd.Rendering:
 
 # -- building the bodies ------------------------------------------------------------------
 def render_frames(blobs: Blobs, rec: InstanceRecord, numbers: list[int], r: rd.Rendering) -> bytes:
-    """One image of frame ``numbers[0]``, or an animated GIF of all of them (the frame
-    numbers are checked before: a ``NotFound`` here is the stored object missing)."""
+    """One image of frame ``numbers[0]``, or an animated GIF of all of them. A frame the
+    instance does not have is ``NotFound`` (404); once the numbers are known good, a
+    ``NotFound`` is the stored object missing (503, logged for ``webpacs check``)."""
+    for n in numbers:
+        check_frame_number(rec, n)
     with presence.reading(rec):
         images = [
             rd.to_image(rd.to_8bit(frame, r.window), r)
