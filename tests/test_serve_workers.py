@@ -95,6 +95,12 @@ def test_parallel_connections_reach_every_worker(tmp_path: Path) -> None:
         assert sum(per_worker) >= 16
         busy = [n for n in per_worker if n]
         assert len(busy) == 2, per_worker
+        # the supervisor serves no request: the app's modules (numpy among them, a shared
+        # object that shows in its memory map) load in the workers only (issue 16: peak RSS)
+        numpy = "_multiarray_umath"
+        serving = [p for p in _children(proc.pid) if not _is_resource_tracker(p)]
+        assert [numpy in Path(f"/proc/{p}/maps").read_text() for p in serving] == [True, True]
+        assert numpy not in Path(f"/proc/{proc.pid}/maps").read_text()
         # another server on the same port is refused, even one with SO_REUSEPORT
         other = _serve(tmp_path / "other", port)
         _, err = other.communicate(timeout=60)

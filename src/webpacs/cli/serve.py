@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import uvicorn
@@ -15,11 +15,13 @@ from webpacs.auth import check_exposure
 from webpacs.cli import workers as supervisor
 from webpacs.cli.common import config_options, console, log_format, settings_from, setup_logging
 from webpacs.config import ServerSettings, Settings
-from webpacs.dimse import ScpHandle, start_scp
 from webpacs.errors import ConfigError
 from webpacs.web import factory
 from webpacs.web.protocol import uvicorn_options
 from webpacs.web.viewer import ohif_dist
+
+if TYPE_CHECKING:  # the SCP's modules (pynetdicom) are imported only when it starts
+    from webpacs.dimse import ScpHandle
 
 log = logging.getLogger("webpacs.serve")
 
@@ -70,6 +72,8 @@ def serve(
 
 def _start_dimse(settings: Settings) -> ScpHandle:
     """The DIMSE SCP in this process (see ``webpacs scp``), or exit with one line."""
+    from webpacs.dimse import start_scp
+
     d = settings.dimse
     try:
         return start_scp(settings)

@@ -33,7 +33,6 @@ from starlette.responses import FileResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from webpacs.config import Settings, default_data_dir
-from webpacs.web.common import base_url
 
 log = logging.getLogger("webpacs.web")
 
@@ -209,6 +208,8 @@ def viewer_routes(
 def routes(settings: Settings) -> list[Route]:
     """The hosted viewer of ``webpacs serve``: OHIF, or a 404 that says how to get it (none
     when ``viewer.ohifPath`` is ``"off"``)."""
+    from webpacs.web.common import base_url  # the app's modules: not in serve's supervisor
+
     dist, reason = ohif_dist(settings)
     if dist is not None:
         return viewer_routes(dist, lambda request: dicomweb_source(base_url(request)))
