@@ -445,7 +445,9 @@ def machine() -> dict[str, Any]:
 
 # -- report ------------------------------------------------------------------------
 def _rate(r: dict[str, Any] | None) -> float | None:
-    if r is None or not r["requests"]:
+    """Requests/s (instances/s for uploads); ``None`` when nothing was done or every answer
+    was an error (a server that answers 404 or 500 at once has no rate to compare)."""
+    if r is None or not r["requests"] or r["errors"] >= r["requests"]:
         return None
     v = r["items_per_s"] if r.get("items_per_s") is not None else r["rps"]
     return float(v) if v is not None else None
@@ -467,6 +469,9 @@ def _missing(r: dict[str, Any] | None) -> str:
         return str(r["note"])[:40]
     if not r["requests"] and not r["errors"]:
         return f"none done in {r['seconds']:g} s"
+    status = (r.get("check") or {}).get("status")
+    if r["requests"] and r["errors"] >= r["requests"] and status:
+        return f"every answer an error (HTTP {status})"
     return "failed"
 
 

@@ -389,3 +389,24 @@ def test_runner_cost_curves(manifest: Manifest, tmp_path: Path) -> None:
     assert mf["STOW-RS"]["bytes"] > pixels and mf["GET instance"]["bytes"] > pixels
     assert mf["GET frames, 100 a request"]["bytes"] > pixels
     assert doc["machine"]["webpacs_commit"] and len(doc["machine"]["loadavg_end"]) == 3
+
+
+def test_a_server_answering_only_errors_has_no_rate_nor_ratio() -> None:
+    """Orthanc answers 404 to a thumbnail and 500 to a JPEG 2000 frame as fast as it can:
+    those rounds are errors, not a rate to divide webpacs' by."""
+
+    def result(server: str, requests: int, errors: int, status: int) -> dict[str, Any]:
+        return {"workload": "thumbnail-series-warm", "server": server, "tool": "wrk",
+                "requests": requests, "errors": errors, "seconds": 5, "rps": requests / 5,
+                "p50_ms": 1.0, "p99_ms": 2.0, "mb_per_s": 1.0, "items": None,
+                "items_per_s": None, "peak_rss_mb": 100, "check": {"status": status},
+                "note": ""}  # fmt: skip
+
+    results = [result("webpacs", 1000, 0, 200), result("orthanc", 150000, 150000, 404)]
+    table, rows = run.summarize(results, {}, ["webpacs", "orthanc"])
+    row = rows[0]
+    assert (row["webpacs"], row["orthanc"], row["ratio"]) == (200.0, None, None)
+    cells = [str(c) for c in table.columns[4]._cells]
+    assert cells[0] == "every answer an error (HTTP 404)"
+    partly = [result("webpacs", 1000, 0, 200), result("orthanc", 1000, 10, 200)]
+    assert run.summarize(partly, {}, ["webpacs", "orthanc"])[1][0]["ratio"] == 1.0
