@@ -5,6 +5,7 @@ Returned values are checked against what pydicom reads from the original files.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import subprocess
@@ -229,6 +230,40 @@ def test_series_metadata_gzip_and_etag(loaded: Any) -> None:
     etag = gz.headers["ETag"]
     again = requests.get(url, headers={"If-None-Match": etag}, timeout=10)
     assert again.status_code == 304
+
+
+def test_large_metadata_is_decompressed_a_chunk_at_a_time(
+    loaded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A document over ``WHOLE_UP_TO`` (a study of thousands of instances) reaches an
+    identity client in chunks of ``CHUNK``, not decompressed whole in memory first; what
+    it gets is the gzip'd document's bytes, and ETag and 304 work as for the others."""
+    from webpacs.documents import metadata as documents
+
+    server, _, datasets = loaded
+    ds = datasets["emri_small.dcm"]
+    study = f"{server.url}/studies/{ds.StudyInstanceUID}"
+    urls = [f"{study}/metadata", f"{study}/series/{ds.SeriesInstanceUID}/metadata"]
+    small = [requests.get(u, headers={"Accept-Encoding": "identity"}, timeout=10) for u in urls]
+    assert all("Content-Length" in r.headers for r in small)  # whole, under the threshold
+    monkeypatch.setattr(documents, "WHOLE_UP_TO", 1000)
+    monkeypatch.setattr(documents, "CHUNK", 4096)
+    for url, before in zip(urls, small, strict=True):
+        gz = requests.get(url, headers={"Accept-Encoding": "gzip"}, stream=True, timeout=10)
+        zipped = gz.raw.read()
+        assert gz.headers["Content-Encoding"] == "gzip"
+        plain = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=10)
+        assert plain.status_code == 200
+        assert plain.headers.get("Transfer-Encoding") == "chunked"
+        assert "Content-Encoding" not in plain.headers and "Content-Length" not in plain.headers
+        assert len(plain.content) > 4096 and plain.content == gzip.decompress(zipped)
+        assert plain.content == before.content and plain.json()
+        assert plain.headers["ETag"] == gz.headers["ETag"]
+        again = requests.get(url, headers={"If-None-Match": plain.headers["ETag"]}, timeout=10)
+        assert again.status_code == 304
+    chunks = list(documents.gunzipped(zipped, 4096))
+    assert all(len(c) <= 4096 for c in chunks) and len(chunks) > 1
+    assert documents.plain_size(zipped) == len(b"".join(chunks))
 
 
 def instance_args(ds: pydicom.Dataset) -> list[str]:

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import logging
 import zlib
+from collections.abc import Iterator
 
 from webpacs.core.dicomjson import join_array, render
 from webpacs.documents.series_store import prefix, series_document
@@ -46,6 +47,35 @@ def series_metadata(
     """Uncompressed series metadata (for clients that do not accept gzip) and its ETag."""
     data, etag = series_metadata_gz(index, blobs, study, series, base_url)
     return gzip.decompress(data), etag
+
+
+#: Documents up to this size (uncompressed) are decompressed whole for an identity
+#: response; larger ones (a study of thousands of instances: 57 MB at 5,000) are streamed.
+WHOLE_UP_TO = 8 << 20
+#: The decompressed size of each chunk of a streamed document.
+CHUNK = 1 << 20
+
+
+def plain_size(data: bytes) -> int:
+    """The uncompressed size of a gzip document, from its trailer (ISIZE: modulo 2**32)."""
+    return int.from_bytes(data[-4:], "little") if len(data) >= 18 else 0
+
+
+def gunzipped(data: bytes, chunk: int = CHUNK) -> Iterator[bytes]:
+    """The decompressed bytes of the gzip document ``data``, ``chunk`` bytes at a time: an
+    identity response holds one chunk of a large document, not all of it."""
+    d = zlib.decompressobj(31)
+    rest = data
+    while rest:
+        out = d.decompress(rest, chunk)
+        rest = d.unconsumed_tail
+        if out:
+            yield out
+        if d.eof:
+            break
+    tail = d.flush()
+    if tail:
+        yield tail
 
 
 def study_tag(index: Index, study: str, series_uids: list[str] | None = None) -> str:
@@ -86,12 +116,6 @@ def study_metadata_gz(index: Index, blobs: Blobs, study: str, base_url: str) -> 
         if f"/study-{tag}-" not in old:
             blobs.delete(old)  # built for an earlier state of the study
     return body, etag
-
-
-def study_metadata(index: Index, blobs: Blobs, study: str, base_url: str) -> tuple[bytes, str]:
-    """Uncompressed study metadata and its ETag."""
-    data, etag = study_metadata_gz(index, blobs, study, base_url)
-    return gzip.decompress(data), etag
 
 
 def drop_study(blobs: Blobs, study: str) -> None:

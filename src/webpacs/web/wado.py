@@ -8,6 +8,7 @@ that accept gzip.
 from __future__ import annotations
 
 import functools
+import gzip
 import itertools
 import os
 from collections.abc import Iterator
@@ -40,7 +41,7 @@ from webpacs.pixels.offers import (
 )
 from webpacs.pixels.transcode import transcode_frames, transcode_instance
 from webpacs.storage import presence
-from webpacs.storage.base import Blobs, InstanceRecord
+from webpacs.storage.base import Blobs, Index, InstanceRecord
 from webpacs.web import archive, zerocopy
 from webpacs.web.common import accepts_gzip, base_url, path_uids, settings, store, threaded
 
@@ -223,19 +224,33 @@ async def metadata(request: Request) -> Response:
         if rec is None or rec.study_uid != study or rec.series_uid != series:
             raise NotFound(f"instance {sop} not found")
         etag = f'W/"{rec.digest[:20]}"'
-        body, gz = b"[" + render(rec.metadata, base) + b"]", False
-    elif series is not None:
-        build = documents.series_metadata_gz if gz else documents.series_metadata
-        body, etag = await threaded(build, st.index, st.blobs, study, series, base)
+        body, zipped = b"[" + render(rec.metadata, base) + b"]", False
     else:
-        study_build = documents.study_metadata_gz if gz else documents.study_metadata
-        body, etag = await threaded(study_build, st.index, st.blobs, study, base)
+        body, etag, zipped = await threaded(_document, st.index, st.blobs, study, series, base, gz)
     headers["ETag"] = etag
     if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
-    if gz:
+    if zipped and not gz:  # too large to decompress whole: a chunk at a time
+        chunks = documents.gunzipped(body)
+        return StreamingResponse(chunks, media_type=rep.media_type, headers=headers)
+    if zipped:
         headers["Content-Encoding"] = "gzip"
     return Response(body, media_type=rep.media_type, headers=headers)
+
+
+def _document(
+    index: Index, blobs: Blobs, study: str, series: str | None, base: str, gz: bool
+) -> tuple[bytes, str, bool]:
+    """Series or study metadata as stored (gzip'd) and its ETag, decompressed here when the
+    client does not take gzip and the document is small (``documents.WHOLE_UP_TO``);
+    the third value says whether the bytes are still gzip'd."""
+    if series is not None:
+        body, etag = documents.series_metadata_gz(index, blobs, study, series, base)
+    else:
+        body, etag = documents.study_metadata_gz(index, blobs, study, base)
+    if gz or documents.plain_size(body) > documents.WHOLE_UP_TO:
+        return body, etag, True
+    return gzip.decompress(body), etag, False
 
 
 # -- frames and bulk data --------------------------------------------------------
