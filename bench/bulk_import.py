@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.generate import Manifest
-from bench.load import Result, RssSampler, _children, upload_result
+from bench.load import Result, run_threads, tree_cpu, upload_result
 
 HERE = Path(__file__).resolve().parent
 #: Concurrent connections POSTing files (Orthanc serves 50 HTTP threads by default).
@@ -72,33 +71,9 @@ def post_instances(
                     state["bytes"] += len(body)
                     state["items" if ok else "errors"] += 1
 
-    start = time.monotonic()
-    with RssSampler(pid) as rss:
-        threads = [threading.Thread(target=worker) for _ in range(connections)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    secs = time.monotonic() - start
+    secs, peak = run_threads(pid, connections, worker)
     tool = f"python (POST /instances, {connections} connections)"
-    return upload_result("import", "orthanc", tool, latencies, state, secs, rss.peak_mb)
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds (user + system) used so far by ``pid`` and its descendants, reaped
-    children included."""
-    kids = _children()
-    total, todo, tick = 0, [pid], os.sysconf("SC_CLK_TCK")
-    while todo:
-        p = todo.pop()
-        todo += kids.get(p, [])
-        try:
-            with open(f"/proc/{p}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    return total / tick
+    return upload_result("import", "orthanc", tool, latencies, state, secs, peak)
 
 
 OrthancServer = Callable[[Path, Path, str], AbstractContextManager[tuple[str, int, str]]]

@@ -207,9 +207,9 @@ def stow_curve(
                 shutil.copyfile(full / "index.sqlite3", data / "index.sqlite3")
             os.sync()  # the copy's dirty pages would be written during the STOW's fsyncs
             with run.webpacs_server(data, 2, work / f"stow-{held}-{k}.log") as (base, pid):
-                cpu0 = tree_cpu_seconds(pid)
+                cpu0 = load.tree_cpu(pid)
                 res = load.run_stow(base, "webpacs", files, pid=pid, max_seconds=600)
-                cpu_ms = (tree_cpu_seconds(pid) - cpu0) * 1000 / max(1, res.items)
+                cpu_ms = (load.tree_cpu(pid) - cpu0) * 1000 / max(1, res.items)
             shutil.rmtree(data, ignore_errors=True)
             rows.append({"curve": "stow", "held": held, "round": k + 1, "items": res.items,
                          "errors": res.errors, "seconds": res.seconds,
@@ -221,24 +221,6 @@ def stow_curve(
                   f" {cpu_ms:.1f} ms an instance;"
                   f" round {k + 1}/{rounds})", flush=True)  # fmt: skip
     return rows
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of ``pid`` and its descendants (seconds): less sensitive to
-    the machine's other load than wall time."""
-    kids = load._children()
-    tick = os.sysconf("SC_CLK_TCK")
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        todo += kids.get(p, [])
-        try:
-            with open(f"/proc/{p}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / tick
 
 
 def stow_medians(rows: list[dict[str, Any]], key: str = "items_per_s") -> dict[int, float]:

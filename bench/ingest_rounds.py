@@ -116,9 +116,9 @@ def print_top(files: list[Path], n: int) -> None:
 
 
 def _stow(name: str, prefix: list[str], base: str, pid: int, manifest: Path) -> dict[str, Any]:
-    cpu = bulk_import.tree_cpu(pid)
+    cpu = load.tree_cpu(pid)
     rows = run.drive(prefix, base, name, pid, manifest, ["--stow", "--workloads", "none"], 1800)
-    rows[0]["server_cpu_s"] = round(bulk_import.tree_cpu(pid) - cpu, 2)
+    rows[0]["server_cpu_s"] = round(load.tree_cpu(pid) - cpu, 2)
     return rows[0]
 
 
@@ -143,10 +143,10 @@ def _env(assignment: str) -> Iterator[None]:
 def settle(pid: int, timeout: float = 30) -> None:
     """Wait until the server's process tree is idle (started, its parser pool warm)."""
     deadline = time.monotonic() + timeout
-    last = bulk_import.tree_cpu(pid)
+    last = load.tree_cpu(pid)
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        now = bulk_import.tree_cpu(pid)
+        now = load.tree_cpu(pid)
         if now - last < 0.05:
             return
         last = now

@@ -61,6 +61,36 @@ def _children() -> dict[int, list[int]]:
     return kids
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its descendants, reaped
+    children included: less sensitive to the machine's other load than wall time."""
+    kids = _children()
+    total, todo, tick = 0, [pid], os.sysconf("SC_CLK_TCK")
+    while todo:
+        p = todo.pop()
+        todo += kids.get(p, [])
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / tick
+
+
+def run_threads(pid: int | None, n: int, work: Callable[[], None]) -> tuple[float, float | None]:
+    """Run ``work`` on ``n`` threads; the seconds they took and the peak RSS (MB) of the
+    process tree of ``pid`` meanwhile."""
+    start = time.monotonic()
+    with RssSampler(pid) as rss:
+        threads = [threading.Thread(target=work) for _ in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return time.monotonic() - start, rss.peak_mb
+
+
 def tree_rss_kb(pid: int) -> int:
     """VmRSS of ``pid`` and all its descendants, in kB (0 when it is gone)."""
     kids = _children()
@@ -551,16 +581,9 @@ def run_stow(
                     if progress:
                         progress(state["items"], len(files))
 
-    start = time.monotonic()
-    with RssSampler(pid) as rss:
-        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    secs = time.monotonic() - start
+    secs, peak = run_threads(pid, concurrency, worker)
     note = "" if state["next"] >= len(batches) else f"stopped after {max_seconds:.0f} s"
-    return upload_result("stow", server, "python", latencies, state, secs, rss.peak_mb, note)
+    return upload_result("stow", server, "python", latencies, state, secs, peak, note)
 
 
 def upload_result(
