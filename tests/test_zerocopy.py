@@ -272,7 +272,12 @@ def test_writer_stops_at_a_file_shorter_than_its_span(tmp_path: Path) -> None:
     with a, b:
         a.setblocking(False)
         with pytest.raises(EOFError, match="ends 50 bytes before its span"):
-            zerocopy.write_all(a, [b"head", zerocopy.Span(str(short), 0, 150)])
+            writer = zerocopy.Writer(a, [b"head", zerocopy.Span(str(short), 0, 150)])
+            try:
+                writer.finish()
+            finally:
+                writer.close()
+        assert writer.file is None
         assert b.recv(1000) == b"head" + b"x" * 100
 
 

@@ -176,15 +176,6 @@ class Writer:
             self.file = None
 
 
-def write_all(sock: socket.socket, pieces: Sequence[Piece], timeout: float = WRITE_TIMEOUT) -> None:
-    """Write ``pieces`` to the non-blocking socket ``sock`` to the end."""
-    writer = Writer(sock, pieces)
-    try:
-        writer.finish(timeout)
-    finally:
-        writer.close()
-
-
 class _Capture:
     """Stands for the transport while uvicorn writes a response head: keeps the bytes."""
 
